@@ -1,0 +1,3 @@
+"""satcheck: satellite-image land enforcement."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,222 @@
+"""Pairs: two dates of the same place on one grid.
+
+The later tile's grid is the reference.  Earlier tiles are warped onto it
+on the fly (``WarpedVRT``), so a pair can mix CRSs, resolutions and
+tilings.  Statistics that must be the same for every window of a pair
+(histogram matching, value scaling, cloud masks) come from one decimated
+read when the pair is opened; pixels are then read window by window.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import contextlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import NodataShadowWarning
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window, from_bounds
+
+from satcheck.config import RunConfig
+from satcheck.errors import BandMismatchError, NoOverlapError, TileReadError
+from satcheck.masks import cloud_and_shadow, dn_scale, quantile_lut, upsample_lookup
+from satcheck.tiles import TileInfo
+from satcheck.windows import intersect
+
+_RESAMPLING = {"nearest": Resampling.nearest, "bilinear": Resampling.bilinear, "cubic": Resampling.cubic}
+
+# An alpha band beside a nodata value is common in delivered tiles; nodata wins, as intended.
+warnings.filterwarnings("ignore", category=NodataShadowWarning)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A later tile and the earlier tiles that overlap it."""
+
+    after: TileInfo
+    befores: tuple[TileInfo, ...]
+    window: Window  # the part of the later tile's grid covered by both dates
+
+    @property
+    def name(self) -> str:
+        return self.after.path.stem
+
+    @property
+    def pixels(self) -> int:
+        return int(self.window.width) * int(self.window.height)
+
+
+@dataclass
+class PairWindow:
+    """Pixels of one window of a pair, both dates scaled to about 0..1."""
+
+    window: Window
+    before: np.ndarray  # float32 (bands, h, w)
+    after: np.ndarray
+    valid: np.ndarray  # bool (h, w): both dates have data, no cloud or shadow
+    masked: np.ndarray  # bool (h, w): cloud or shadow on either date
+
+
+def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[Pair]:
+    """Pair each later tile with the earlier tiles whose footprints overlap it."""
+    pairs = []
+    for a in afters:
+        full = Window(0, 0, a.width, a.height)
+        covered: list[TileInfo] = []
+        win = None
+        for b in befores:
+            if b.count != a.count:
+                raise BandMismatchError(
+                    f"{b.path}: has {b.count} bands but {a.path} has {a.count}; "
+                    "both dates need the same bands in the same order")
+            l, bo, r, t = transform_bounds(b.crs, a.crs, *b.bounds, densify_pts=21)
+            w = from_bounds(l, bo, r, t, transform=a.transform)
+            w = w.round_offsets(op="floor").round_lengths(op="ceil") if hasattr(w, "round_offsets") else w
+            part = intersect(Window(int(w.col_off), int(w.row_off), int(w.width) + 1, int(w.height) + 1), full)
+            if part is None:
+                continue
+            covered.append(b)
+            win = part if win is None else _union(win, part)
+        if covered and win is not None:
+            pairs.append(Pair(a, tuple(covered), win))
+    if not pairs:
+        raise NoOverlapError(
+            f"{befores[0].path.parent if befores else '?'} and {afters[0].path.parent if afters else '?'}: "
+            "no earlier tile overlaps any later tile; check that both dates show the same place")
+    return pairs
+
+
+def _union(a: Window, b: Window) -> Window:
+    c0, r0 = min(a.col_off, b.col_off), min(a.row_off, b.row_off)
+    c1 = max(a.col_off + a.width, b.col_off + b.width)
+    r1 = max(a.row_off + a.height, b.row_off + b.height)
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+class PairReader(contextlib.AbstractContextManager):
+    """Reads aligned, normalised windows of a :class:`Pair`."""
+
+    def __init__(self, pair: Pair, config: RunConfig):
+        self.pair = pair
+        self.config = config
+        self._stack = contextlib.ExitStack()
+        a = pair.after
+        try:
+            self._after = self._stack.enter_context(rasterio.open(a.path))
+            self._befores = []
+            for b in pair.befores:
+                src = self._stack.enter_context(rasterio.open(b.path))
+                vrt = self._stack.enter_context(WarpedVRT(
+                    src, crs=a.crs, transform=a.transform, width=a.width, height=a.height,
+                    resampling=_RESAMPLING[config.align.resampling],
+                    src_nodata=b.nodata if b.nodata is not None else src.nodata,
+                    nodata=0 if b.nodata is None else b.nodata))
+                self._befores.append(vrt)
+        except rasterio.errors.RasterioIOError as exc:
+            self._stack.close()
+            raise TileReadError(f"{a.path}: cannot be read ({exc}); check the file") from None
+        self.px_m = float(a.res[0]) * (a.crs.linear_units_factor[1] if a.crs.is_projected else 111_320.0)
+        self._prepare()
+
+    # ----------------------------------------------------------------- statistics
+    def _read_raw(self, window: Window, out_shape: tuple[int, int] | None = None):
+        kw = {"window": window, "out_shape": out_shape, "resampling": Resampling.nearest} if out_shape else {"window": window}
+        after = self._after.read(**kw).astype(np.float32)
+        a_ok = self._after.read_masks(1, **kw) > 0
+        before = np.zeros_like(after)
+        b_ok = np.zeros(a_ok.shape, bool)
+        for vrt in self._befores:
+            data = vrt.read(**kw).astype(np.float32)
+            ok = (vrt.read_masks(1, **kw) > 0) & ~b_ok
+            before[:, ok] = data[:, ok]
+            b_ok |= ok
+        return before, after, b_ok, a_ok
+
+    def _prepare(self) -> None:
+        cfg = self.config
+        win = self.pair.window
+        side = cfg.normalise.sample_px
+        f = max(1.0, max(win.width, win.height) / side)
+        shape = (max(1, int(round(win.height / f))), max(1, int(round(win.width / f))))
+        before, after, b_ok, a_ok = self._read_raw(win, shape)
+        self.sample_shape = shape
+        self._scale_b = dn_scale(self.pair.befores[0].dtype, before[:, b_ok])
+        self._scale_a = dn_scale(self.pair.after.dtype, after[:, a_ok])
+        rb, ra = before / self._scale_b, after / self._scale_a
+        lr_px = self.px_m * f
+        cm_b = cloud_and_shadow(rb, b_ok, cfg.masks, lr_px)
+        cm_a = cloud_and_shadow(ra, a_ok, cfg.masks, lr_px)
+        self._masked_lr = cm_b | cm_a
+        ok = b_ok & a_ok & ~self._masked_lr
+        if ok.sum() < 16:
+            raise NoOverlapError(
+                f"{self.pair.after.path}: fewer than 16 sample pixels are clear on both dates; "
+                "the pair is all nodata or cloud, drop it from the batch")
+        bands = after.shape[0]
+        self._luts = []
+        self._stretch = []
+        for i in range(bands):
+            rb_i, ra_i = rb[i][ok], ra[i][ok]
+            if cfg.normalise.method == "histogram":
+                self._luts.append(quantile_lut(rb_i, ra_i))
+            elif cfg.normalise.method == "meanstd":
+                self._luts.append((float(rb_i.mean()), float(rb_i.std() + 1e-6), float(ra_i.mean()), float(ra_i.std() + 1e-6)))
+            else:
+                self._luts.append(None)
+            lo, hi = np.quantile(ra_i, [0.01, 0.99])
+            self._stretch.append((float(lo), float(max(hi - lo, 1e-3))))
+        # Decimated, normalised views for detectors that need scene statistics.
+        self.sample = PairWindow(win, self._normalise(rb, before=True), self._normalise(ra, before=False), ok,
+                                 self._masked_lr)
+
+    def _normalise(self, refl: np.ndarray, before: bool) -> np.ndarray:
+        out = np.empty_like(refl)
+        for i in range(refl.shape[0]):
+            x = refl[i]
+            lut = self._luts[i]
+            if before and lut is not None:
+                if len(lut) == 2:
+                    x = np.interp(x, lut[0], lut[1]).astype(np.float32)
+                else:
+                    mb, sb, ma, sa = lut
+                    x = (x - mb) / sb * sa + ma
+            lo, span = self._stretch[i]
+            out[i] = (x - lo) / span
+        return np.clip(out, -0.5, 1.5, out=out)
+
+    # ----------------------------------------------------------------- windows
+    def read(self, window: Window) -> PairWindow:
+        """Both dates over ``window`` (on the later tile's grid), aligned and normalised."""
+        before, after, b_ok, a_ok = self._read_raw(window)
+        pw = self.pair.window
+        rows = slice(int(window.row_off - pw.row_off), int(window.row_off - pw.row_off + window.height))
+        cols = slice(int(window.col_off - pw.col_off), int(window.col_off - pw.col_off + window.width))
+        masked = _lookup_clipped(self._masked_lr, (int(pw.height), int(pw.width)), rows, cols)
+        valid = b_ok & a_ok & ~masked
+        return PairWindow(window, self._normalise(before / self._scale_b, True),
+                          self._normalise(after / self._scale_a, False), valid, masked)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _lookup_clipped(lowres: np.ndarray, full: tuple[int, int], rows: slice, cols: slice) -> np.ndarray:
+    """Like upsample_lookup, tolerating windows that reach past the pair window (halo at tile edge)."""
+    h, w = full
+    r0, r1 = rows.start, rows.stop
+    c0, c1 = cols.start, cols.stop
+    out = np.ones((r1 - r0, c1 - c0), bool)
+    rr = slice(max(r0, 0), min(r1, h))
+    cc = slice(max(c0, 0), min(c1, w))
+    if rr.stop > rr.start and cc.stop > cc.start:
+        out[rr.start - r0: rr.stop - r0, cc.start - c0: cc.stop - c0] = upsample_lookup(lowres, full, rr, cc)
+    return out

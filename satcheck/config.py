@@ -1,0 +1,142 @@
+"""The run configuration: a typed object loaded from YAML.
+
+Every model forbids unknown keys, so a typo in a config file is an error
+rather than a silently ignored setting.  The resolved configuration is
+written next to every output (``config.yaml``) so each result can be
+reproduced.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from satcheck.errors import ConfigError
+
+M2_PER_MU = 10000.0 / 15.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WindowConfig(_Strict):
+    size: int = Field(1024, ge=64, le=8192, description="Side of a processing window in pixels.")
+    halo: int = Field(32, ge=0, le=512, description="Extra pixels read around each window.")
+
+
+class AlignConfig(_Strict):
+    resampling: Literal["nearest", "bilinear", "cubic"] = "bilinear"
+
+
+class MaskConfig(_Strict):
+    cloud: bool = True
+    cloud_brightness: float = Field(0.75, gt=0, le=1, description="Min brightness (0..1) of cloud.")
+    cloud_max_saturation: float = Field(0.18, ge=0, le=1)
+    shadow: bool = True
+    shadow_brightness: float = Field(0.5, gt=0, lt=1, description="Shadow: darker than this share of the scene median.")
+    dilate_m: float = Field(10.0, ge=0, le=500, description="Margin added around cloud and shadow.")
+    min_cloud_m2: float = Field(5000.0, ge=0, description="Smaller bright blobs are roofs, not cloud.")
+
+
+class NormaliseConfig(_Strict):
+    method: Literal["histogram", "meanstd", "none"] = "histogram"
+    sample_px: int = Field(1024, ge=64, le=8192, description="Side of the decimated read used for statistics.")
+
+
+class CvaConfig(_Strict):
+    max_shift_px: int = Field(2, ge=0, le=4, description="Misregistration tolerated by the difference.")
+    threshold: float | None = Field(None, gt=0, description="Fixed change-magnitude threshold; null = automatic.")
+    min_threshold: float = Field(0.12, gt=0, description="Floor of the automatic threshold (magnitude 0..1).")
+    parcel_rule: float = Field(0.65, gt=0, le=1, description="Damp regions whose outline lies on old edges for more than this share; 1 = off.")
+
+
+class ModelConfig(_Strict):
+    weights: str | None = Field(None, description="Weights file; null = the shipped weights for the band count.")
+    threshold: float = Field(0.5, gt=0, lt=1)
+    batch_size: int = Field(4, ge=1, le=256)
+    tile_px: int = Field(512, ge=64, le=4096, description="Inference window side.")
+    overlap_px: int = Field(64, ge=0, le=1024)
+    engine: Literal["auto", "torch", "onnx"] = "auto"
+    threads: int | None = Field(None, ge=1, description="CPU threads; null = all cores.")
+
+
+class DetectConfig(_Strict):
+    detector: str = Field("auto", description="auto | model | cva")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cva: CvaConfig = CvaConfig()
+    model: ModelConfig = ModelConfig()
+
+
+class CleanupConfig(_Strict):
+    open_px: int = Field(1, ge=0, le=10, description="Opening radius: removes specks and misregistration slivers.")
+    close_px: int = Field(2, ge=0, le=10)
+    fill_holes_m2: float = Field(100.0, ge=0)
+    min_area_m2: float = Field(50.0, ge=0, description="Change polygons smaller than this are dropped.")
+
+
+class OutputConfig(_Strict):
+    probability_cog: bool = True
+
+
+class RunConfig(_Strict):
+    window: WindowConfig = WindowConfig()
+    align: AlignConfig = AlignConfig()
+    masks: MaskConfig = MaskConfig()
+    normalise: NormaliseConfig = NormaliseConfig()
+    detect: DetectConfig = DetectConfig()
+    cleanup: CleanupConfig = CleanupConfig()
+    output: OutputConfig = OutputConfig()
+
+    def with_overrides(self, **dotted: object) -> "RunConfig":
+        """Return a copy with ``section.key`` values replaced (None values skipped)."""
+        data = self.model_dump()
+        for key, value in dotted.items():
+            if value is None:
+                continue
+            node = data
+            parts = key.split(".")
+            for part in parts[:-1]:
+                node = node[part]
+            node[parts[-1]] = value
+        return _validate(RunConfig, data, "command-line options")
+
+
+def _validate(model: type[BaseModel], data: object, source: str):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        if first["type"] == "extra_forbidden":
+            msg = f"unknown key '{where}'"
+        else:
+            msg = f"'{where}': {first['msg']}"
+        raise ConfigError(f"{source}: {msg}; see configs/default.yaml for the valid keys") from None
+
+
+def load_yaml(path: str | os.PathLike) -> object:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found; pass an existing YAML file")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        at = f" at line {line + 1}" if line is not None else ""
+        raise ConfigError(f"{p}: not valid YAML{at}; fix the syntax") from None
+
+
+def load_config(path: str | os.PathLike | None) -> RunConfig:
+    """Load a :class:`RunConfig` from YAML; ``None`` gives the defaults."""
+    if path is None:
+        return RunConfig()
+    return _validate(RunConfig, load_yaml(path), str(path))
+
+
+def dump_config(config: BaseModel) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

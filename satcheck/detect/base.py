@@ -1,0 +1,40 @@
+"""The detector interface: scores per pixel from an aligned pair window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from satcheck.align import PairWindow
+
+NO_CHANGE, CONSTRUCTION, EXCAVATION = 0, 1, 2
+CHANGE_TYPES = {CONSTRUCTION: "construction", EXCAVATION: "excavation"}
+
+
+@dataclass
+class ChangeScores:
+    """Per-pixel change probability (0..1) and the more likely change type."""
+
+    probability: np.ndarray  # float32 (h, w)
+    change_type: np.ndarray  # uint8 (h, w): CONSTRUCTION or EXCAVATION
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Anything that scores change between the two dates of a window.
+
+    ``halo`` is the context in pixels the detector needs around a window
+    for its scores to be independent of where windows fall.  ``prepare``
+    sees a decimated sample of the whole pair once, before any window.
+    Pixels scoring ``threshold`` or more are change.
+    """
+
+    name: str
+    halo: int
+    threshold: float
+
+    def prepare(self, sample: PairWindow, px_m: float) -> None: ...
+
+    def score(self, pw: PairWindow) -> ChangeScores: ...

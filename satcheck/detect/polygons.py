@@ -1,0 +1,104 @@
+"""Change regions as polygons in map coordinates.
+
+Windows are polygonised separately; pieces of one region that meet at a
+window (or tile) border are merged afterwards, and their score sums and
+pixel counts added, so the result does not depend on where windows fall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from rasterio import features
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+from scipy import ndimage
+from shapely.geometry import shape
+
+from satcheck.detect.base import CHANGE_TYPES, CONSTRUCTION, EXCAVATION
+
+
+@dataclass
+class Piece:
+    geometry: shapely.Geometry
+    score_sum: float
+    n_px: int
+    n_construction: int
+    n_excavation: int
+    source: str
+
+
+def window_pieces(mask: np.ndarray, probability: np.ndarray, change_type: np.ndarray, transform: Affine,
+                  source: str) -> list[Piece]:
+    """Polygons of the change regions in one window, with their pixel statistics."""
+    if not mask.any():
+        return []
+    lab, n = ndimage.label(mask)
+    idx = lab.ravel()
+    sums = np.bincount(idx, weights=probability.ravel(), minlength=n + 1)
+    counts = np.bincount(idx, minlength=n + 1)
+    n_con = np.bincount(idx, weights=(change_type.ravel() == CONSTRUCTION), minlength=n + 1)
+    n_exc = np.bincount(idx, weights=(change_type.ravel() == EXCAVATION), minlength=n + 1)
+    pieces: dict[int, list] = {}
+    for geom, value in features.shapes(lab.astype(np.int32), mask=mask, transform=transform, connectivity=8):
+        pieces.setdefault(int(value), []).append(shape(geom))
+    out = []
+    for v, geoms in pieces.items():
+        g = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
+        out.append(Piece(g, float(sums[v]), int(counts[v]), int(n_con[v]), int(n_exc[v]), source))
+    return out
+
+
+def merge_pieces(pieces: list[Piece], crs: CRS, px_area_m2: float, min_area_m2: float = 0.0) -> gpd.GeoDataFrame:
+    """Merge pieces that touch into change polygons; one row per change."""
+    columns = ["change_id", "change_type", "area_m2", "mean_score", "pixels", "source", "geometry"]
+    if not pieces:
+        return gpd.GeoDataFrame({c: [] for c in columns}, geometry="geometry", crs=crs)
+    geoms = np.array([p.geometry for p in pieces], dtype=object)
+    tree = shapely.STRtree(geoms)
+    left, right = tree.query(geoms, predicate="intersects")
+    parent = np.arange(len(pieces))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in zip(left, right):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(pieces)):
+        groups.setdefault(find(i), []).append(i)
+    rows = []
+    for members in groups.values():
+        ps = [pieces[i] for i in members]
+        geom = ps[0].geometry if len(ps) == 1 else shapely.union_all([p.geometry for p in ps])
+        geom = shapely.make_valid(geom)
+        n = sum(p.n_px for p in ps)
+        area = n * px_area_m2
+        if area < min_area_m2:
+            continue
+        n_con = sum(p.n_construction for p in ps)
+        n_exc = sum(p.n_excavation for p in ps)
+        rows.append({
+            "change_type": CHANGE_TYPES[EXCAVATION if n_exc > n_con else CONSTRUCTION],
+            "area_m2": round(float(geom.area), 2),
+            "mean_score": round(sum(p.score_sum for p in ps) / max(n, 1), 4),
+            "pixels": n,
+            "source": ",".join(sorted({p.source for p in ps})),
+            "geometry": geom,
+        })
+    if not rows:
+        return gpd.GeoDataFrame({c: [] for c in columns}, geometry="geometry", crs=crs)
+    gdf = gpd.GeoDataFrame(rows, geometry="geometry", crs=crs)
+    # Stable order: north to south, west to east, so ids do not depend on processing order.
+    c = gdf.geometry.representative_point()
+    gdf = gdf.assign(_y=-c.y.round(3), _x=c.x.round(3)).sort_values(["_y", "_x"]).drop(columns=["_y", "_x"])
+    gdf.insert(0, "change_id", np.arange(1, len(gdf) + 1))
+    return gdf.reset_index(drop=True)

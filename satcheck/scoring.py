@@ -1,0 +1,59 @@
+"""Object-level scoring of change polygons against ground truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ObjectScore:
+    truths: int
+    found: int
+    recall: float
+    false_objects: int
+    false_per_km2: float
+    type_correct: float | None
+
+
+def score_objects(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, area_km2: float, *, min_truth_m2: float = 400.0,
+                  min_pred_m2: float = 0.0, iou: float = 0.5) -> ObjectScore:
+    """Recall of truth objects (matched at IoU >= ``iou``) and false predictions per km².
+
+    A prediction is false when it overlaps no truth object at all; truth
+    objects below ``min_truth_m2`` are neither required nor counted as false.
+    """
+    pred = pred[pred.geometry.area >= min_pred_m2] if len(pred) else pred
+    big = truth[truth.geometry.area >= min_truth_m2] if len(truth) else truth
+    found = 0
+    type_ok = []
+    for _, t in big.iterrows():
+        best, best_row = 0.0, None
+        for _, p in pred[pred.intersects(t.geometry)].iterrows() if len(pred) else []:
+            inter = p.geometry.intersection(t.geometry).area
+            u = p.geometry.union(t.geometry).area
+            if u and inter / u > best:
+                best, best_row = inter / u, p
+        # A change split by a boundary still counts when its pieces cover it.
+        if best < iou and len(pred):
+            hits = pred[pred.intersects(t.geometry)]
+            if len(hits):
+                merged = hits.geometry.union_all()
+                inter = merged.intersection(t.geometry).area
+                best = max(best, inter / merged.union(t.geometry).area)
+                best_row = best_row if best_row is not None else hits.iloc[0]
+        if best >= iou:
+            found += 1
+            if "class" in t and "change_type" in best_row:
+                type_ok.append(best_row["change_type"] == t["class"])
+    false = 0
+    if len(pred):
+        any_truth = truth.geometry.union_all() if len(truth) else None
+        for g in pred.geometry:
+            if any_truth is None or not g.intersects(any_truth):
+                false += 1
+    n = len(big)
+    return ObjectScore(n, found, found / n if n else float("nan"), false, false / max(area_km2, 1e-9),
+                       float(np.mean(type_ok)) if type_ok else None)

@@ -1,0 +1,145 @@
+"""Tiles: one GeoTIFF of one date, and how to find, open and describe them."""
+
+from __future__ import annotations
+
+import warnings
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.coords import BoundingBox
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import NodataShadowWarning
+from rasterio.errors import RasterioIOError
+from rasterio.transform import Affine
+
+from satcheck.errors import TileGeoreferenceError, TileReadError
+
+TILE_SUFFIXES = (".tif", ".tiff", ".vrt")
+_DATE_RE = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
+
+# An alpha band beside a nodata value is common in delivered tiles; nodata wins, as intended.
+warnings.filterwarnings("ignore", category=NodataShadowWarning)
+
+
+@dataclass(frozen=True)
+class TileInfo:
+    """What satcheck needs to know about a tile, without its pixels."""
+
+    path: Path
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+    count: int
+    dtype: str
+    nodata: float | None
+    date: dt.date | None
+    band_names: tuple[str, ...]
+
+    @property
+    def bounds(self) -> BoundingBox:
+        t = self.transform
+        right, bottom = t * (self.width, self.height)
+        return BoundingBox(t.c, min(t.f, bottom), right, max(t.f, bottom))
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return (abs(self.transform.a), abs(self.transform.e))
+
+
+def date_from_name(name: str) -> dt.date | None:
+    """The acquisition date written in a file name (YYYYMMDD or YYYY-MM-DD)."""
+    for match in _DATE_RE.finditer(name):
+        try:
+            return dt.date(int(match[1]), int(match[2]), int(match[3]))
+        except ValueError:
+            continue
+    return None
+
+
+def _date_from_tags(tags: dict[str, str]) -> dt.date | None:
+    value = tags.get("TIFFTAG_DATETIME") or tags.get("ACQUISITION_DATE")
+    if not value:
+        return None
+    match = re.match(r"(\d{4})[:-](\d{2})[:-](\d{2})", value.strip())
+    if not match:
+        return None
+    try:
+        return dt.date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
+
+
+def open_tile(path: str | os.PathLike) -> TileInfo:
+    """Describe a tile, raising a one-line error for anything unusable."""
+    p = Path(path)
+    if not p.exists():
+        raise TileReadError(f"{p}: file not found; check the path")
+    if p.is_dir():
+        raise TileReadError(f"{p}: is a folder; pass a GeoTIFF file")
+    try:
+        with rasterio.open(p) as src:
+            info = TileInfo(
+                path=p,
+                crs=src.crs,
+                transform=src.transform,
+                width=src.width,
+                height=src.height,
+                count=src.count,
+                dtype=src.dtypes[0],
+                nodata=src.nodata,
+                date=date_from_name(p.name) or _date_from_tags(src.tags()),
+                band_names=tuple(d or f"band{i + 1}" for i, d in enumerate(src.descriptions)),
+            )
+    except RasterioIOError:
+        raise TileReadError(f"{p}: not a readable raster; pass a GeoTIFF (is the file complete?)") from None
+    if info.crs is None:
+        raise TileGeoreferenceError(f"{p}: has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:4547 {p.name})")
+    if info.transform.is_identity or info.transform.b != 0 or info.transform.d != 0:
+        raise TileGeoreferenceError(f"{p}: has no north-up geotransform; georeference it first")
+    return info
+
+
+def find_tiles(path: str | os.PathLike) -> list[Path]:
+    """The tiles of one date: a single file, or every GeoTIFF in a folder (sorted)."""
+    p = Path(path)
+    if not p.exists():
+        raise TileReadError(f"{p}: not found; pass a GeoTIFF or a folder of GeoTIFFs")
+    if p.is_file():
+        return [p]
+    found = sorted(f for f in p.iterdir() if f.suffix.lower() in TILE_SUFFIXES and not f.name.startswith("."))
+    if not found:
+        raise TileReadError(f"{p}: folder holds no .tif tiles; point to the folder with the imagery")
+    return found
+
+
+def inspect_tile(path: str | os.PathLike, sample_px: int = 1024) -> dict[str, object]:
+    """A summary of a tile; the nodata share comes from a decimated read."""
+    info = open_tile(path)
+    scale = max(1.0, max(info.width, info.height) / sample_px)
+    shape = (max(1, round(info.height / scale)), max(1, round(info.width / scale)))
+    with rasterio.open(info.path) as src:
+        mask = src.read_masks(1, out_shape=shape, resampling=Resampling.nearest)
+        epsg = src.crs.to_epsg()
+    b = info.bounds
+    return {
+        "path": str(info.path),
+        "crs": f"EPSG:{epsg}" if epsg else info.crs.to_wkt(),
+        "bounds": list(b),
+        "resolution": list(info.res),
+        "width": info.width,
+        "height": info.height,
+        "bands": info.count,
+        "band_names": list(info.band_names),
+        "dtype": info.dtype,
+        "nodata": info.nodata,
+        "nodata_share": round(float(np.mean(mask == 0)), 4),
+        "date": info.date.isoformat() if info.date else None,
+    }
