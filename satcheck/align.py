@@ -9,9 +9,8 @@ read when the pair is opened; pixels are then read window by window.
 
 from __future__ import annotations
 
-import warnings
-
 import contextlib
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,7 +24,8 @@ from rasterio.windows import Window, from_bounds
 
 from satcheck.config import RunConfig
 from satcheck.errors import BandMismatchError, NoOverlapError, TileReadError
-from satcheck.masks import cloud_and_shadow, dn_scale, quantile_lut, upsample_lookup
+from satcheck.masks import cloud_and_shadow, dn_scale, upsample_lookup
+from satcheck.radiometry import fit_normalisation
 from satcheck.tiles import TileInfo
 from satcheck.windows import intersect
 
@@ -75,8 +75,8 @@ def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[
                 raise BandMismatchError(
                     f"{b.path}: has {b.count} bands but {a.path} has {a.count}; "
                     "both dates need the same bands in the same order")
-            l, bo, r, t = transform_bounds(b.crs, a.crs, *b.bounds, densify_pts=21)
-            w = from_bounds(l, bo, r, t, transform=a.transform)
+            left, bottom, right, top = transform_bounds(b.crs, a.crs, *b.bounds, densify_pts=21)
+            w = from_bounds(left, bottom, right, top, transform=a.transform)
             w = w.round_offsets(op="floor").round_lengths(op="ceil") if hasattr(w, "round_offsets") else w
             part = intersect(Window(int(w.col_off), int(w.row_off), int(w.width) + 1, int(w.height) + 1), full)
             if part is None:
@@ -126,7 +126,9 @@ class PairReader(contextlib.AbstractContextManager):
 
     # ----------------------------------------------------------------- statistics
     def _read_raw(self, window: Window, out_shape: tuple[int, int] | None = None):
-        kw = {"window": window, "out_shape": out_shape, "resampling": Resampling.nearest} if out_shape else {"window": window}
+        kw: dict = {"window": window}
+        if out_shape:
+            kw.update(out_shape=out_shape, resampling=Resampling.nearest)
         after = self._after.read(**kw).astype(np.float32)
         a_ok = self._after.read_masks(1, **kw) > 0
         before = np.zeros_like(after)
@@ -158,37 +160,9 @@ class PairReader(contextlib.AbstractContextManager):
             raise NoOverlapError(
                 f"{self.pair.after.path}: fewer than 16 sample pixels are clear on both dates; "
                 "the pair is all nodata or cloud, drop it from the batch")
-        bands = after.shape[0]
-        self._luts = []
-        self._stretch = []
-        for i in range(bands):
-            rb_i, ra_i = rb[i][ok], ra[i][ok]
-            if cfg.normalise.method == "histogram":
-                self._luts.append(quantile_lut(rb_i, ra_i))
-            elif cfg.normalise.method == "meanstd":
-                self._luts.append((float(rb_i.mean()), float(rb_i.std() + 1e-6), float(ra_i.mean()), float(ra_i.std() + 1e-6)))
-            else:
-                self._luts.append(None)
-            lo, hi = np.quantile(ra_i, [0.01, 0.99])
-            self._stretch.append((float(lo), float(max(hi - lo, 1e-3))))
+        self._norm = fit_normalisation(rb, ra, ok, cfg.normalise.method)
         # Decimated, normalised views for detectors that need scene statistics.
-        self.sample = PairWindow(win, self._normalise(rb, before=True), self._normalise(ra, before=False), ok,
-                                 self._masked_lr)
-
-    def _normalise(self, refl: np.ndarray, before: bool) -> np.ndarray:
-        out = np.empty_like(refl)
-        for i in range(refl.shape[0]):
-            x = refl[i]
-            lut = self._luts[i]
-            if before and lut is not None:
-                if len(lut) == 2:
-                    x = np.interp(x, lut[0], lut[1]).astype(np.float32)
-                else:
-                    mb, sb, ma, sa = lut
-                    x = (x - mb) / sb * sa + ma
-            lo, span = self._stretch[i]
-            out[i] = (x - lo) / span
-        return np.clip(out, -0.5, 1.5, out=out)
+        self.sample = PairWindow(win, self._norm.apply(rb, True), self._norm.apply(ra, False), ok, self._masked_lr)
 
     # ----------------------------------------------------------------- windows
     def read(self, window: Window) -> PairWindow:
@@ -199,8 +173,8 @@ class PairReader(contextlib.AbstractContextManager):
         cols = slice(int(window.col_off - pw.col_off), int(window.col_off - pw.col_off + window.width))
         masked = _lookup_clipped(self._masked_lr, (int(pw.height), int(pw.width)), rows, cols)
         valid = b_ok & a_ok & ~masked
-        return PairWindow(window, self._normalise(before / self._scale_b, True),
-                          self._normalise(after / self._scale_a, False), valid, masked)
+        return PairWindow(window, self._norm.apply(before / self._scale_b, True),
+                          self._norm.apply(after / self._scale_a, False), valid, masked)
 
     def close(self) -> None:
         self._stack.close()

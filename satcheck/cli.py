@@ -132,6 +132,178 @@ def inspect(
     out.print(t)
 
 
+@app.command()
+def train(
+    out_path: Path = typer.Option(Path("models/changenet.pt"), "--out", "-o", help="Where to write the weights."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training recipe (YAML), e.g. configs/train.yaml."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override the number of steps."),
+    dataset: list[Path] = typer.Option([], "--dataset", help="Extra A/B/label folder to train on (repeatable)."),
+) -> None:
+    """Train the change model on synthetic scenes and labelled A/B/label datasets."""
+    from satcheck.model.train import FolderSource, load_train_config
+    from satcheck.model.train import train as run_training
+
+    try:
+        cfg = load_train_config(config)
+        update = {}
+        if steps:
+            update["steps"] = steps
+        if dataset:
+            update["datasets"] = list(cfg.datasets) + [FolderSource(path=str(d)) for d in dataset]
+        cfg = cfg.model_copy(update=update)
+        record = run_training(cfg, out_path, log=lambda m: err.print(m, highlight=False))
+    except SatcheckError as exc:
+        raise _fail(exc) from None
+    out.print(f"weights: {out_path} ({record['parameters']} parameters, {record['gflops_per_mpx']} GFLOP/Mpx, "
+              f"{record['train_seconds']} s)")
+
+
+@app.command("eval")
+def evaluate_cmd(
+    dataset: Path = typer.Argument(..., help="Folder with A/, B/ and label/ (PNG or GeoTIFF)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Weights file (default: the shipped weights)."),
+    detector: str = typer.Option("auto", "--detector", help="auto | model | cva"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    min_object_px: int = typer.Option(10, "--min-object-px", help="Smallest connected component counted as an object."),
+    include_trained: bool = typer.Option(False, "--include-trained", help="Also score images the weights were trained on."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Score change detection on a labelled dataset: pixel P/R/F1/IoU and object recall/precision."""
+    from satcheck.config import RunConfig
+    from satcheck.datasets import list_pairs, load_dataset
+    from satcheck.detect import get_detector
+    from satcheck.evaluate import evaluate
+
+    try:
+        cfg = RunConfig().with_overrides(**{"detect.detector": detector, "detect.device": device,
+                                            "detect.model.weights": str(model) if model else None})
+        names = list_pairs(dataset)
+        pairs = load_dataset(dataset, names)
+        det = get_detector(cfg.detect, pairs[0].after.shape[0])
+        skipped = []
+        trained = getattr(det, "meta", {}).get("trained_on", {}).get(dataset.resolve().name)
+        if trained and not include_trained:
+            listed = trained.get("names")
+            skipped = names if listed == "all" else [n for n in names if n in (listed or [])]
+            pairs = [p for p in pairs if p.name not in skipped]
+        result = evaluate(det, pairs, min_object_px)
+        result.skipped = skipped
+    except SatcheckError as exc:
+        raise _fail(exc) from None
+    d = result.as_dict() | {"detector": det.name, "dataset": str(dataset)}
+    if as_json:
+        typer.echo(json.dumps(d, ensure_ascii=False))
+        return
+    t = Table(title=f"{dataset} ({det.name})", title_justify="left")
+    for col in ("image", "precision", "recall", "f1", "iou", "object_recall", "object_precision"):
+        t.add_column(col, justify="right" if col != "image" else "left", no_wrap=True)
+    keys = ("precision", "recall", "f1", "iou", "object_recall", "object_precision")
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    for img in d["images"]:
+        t.add_row(img["name"], *(fmt(img[k]) for k in keys))
+    t.add_row("[bold]all pixels[/]", *(fmt(d[k]) for k in keys))
+    out.print(t)
+    if skipped:
+        out.print(f"not scored (trained on): {', '.join(skipped)}; --include-trained scores them too")
+
+
+@app.command()
+def bench(
+    size: int = typer.Option(4096, "--size", help="Side of the generated pair in pixels."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Measure model, end-to-end and baseline throughput (Mpx/s) and peak memory on a generated pair."""
+    from satcheck.batch.bench import run_bench
+
+    if size < 256:
+        raise typer.BadParameter("must be at least 256", param_hint="--size")
+    try:
+        r = run_bench(size, device)
+    except SatcheckError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    t = Table(title=f"satcheck bench: {size}×{size} pair ({r['engine']} on {r['device']})", show_header=False,
+              title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("model alone", f"{r['model_mpx_s']} Mpx/s")
+    t.add_row("satcheck run, end to end", f"{r['end_to_end_mpx_s']} Mpx/s")
+    t.add_row("classical baseline (cva), end to end", f"{r['baseline_mpx_s']} Mpx/s")
+    t.add_row("peak resident memory", f"{r['peak_rss_mb']} MB (baseline {r['peak_rss_mb_baseline']} MB)")
+    out.print(t)
+
+
+@app.command()
+def export(
+    patches_file: Path = typer.Argument(..., help="patches.gpkg written by 'satcheck run --rules'."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    fmt: list[str] = typer.Option(["all"], "--format", "-f", help="gpkg, geojson, kml, csv, shp or all (repeatable)."),
+    cls: list[str] = typer.Option([], "--class", help="Only these classes (repeatable)."),
+    admin: list[str] = typer.Option([], "--admin", help="Only admin codes starting with this (repeatable)."),
+    min_area: Optional[float] = typer.Option(None, "--min-area", help="Only patches of at least this many m²."),
+    lang: str = typer.Option("en", "--lang", help="en or zh: headers and class names of CSV and KML."),
+    stem: str = typer.Option("patches", "--name", help="File name without extension."),
+) -> None:
+    """Re-export a subset of patches (by class, admin code, minimum area) in other formats."""
+    from satcheck.export import FORMATS, read_patches, select, write_all
+    from satcheck.patches import CLASSES
+
+    formats = FORMATS if "all" in fmt else tuple(fmt)
+    for f in formats:
+        if f not in FORMATS:
+            raise typer.BadParameter(f"'{f}' is not one of {', '.join(FORMATS)}, all", param_hint="--format")
+    for c in cls:
+        if c not in CLASSES:
+            raise typer.BadParameter(f"'{c}' is not one of {', '.join(CLASSES)}", param_hint="--class")
+    if lang not in ("en", "zh"):
+        raise typer.BadParameter("must be en or zh", param_hint="--lang")
+    try:
+        chosen = select(read_patches(patches_file), cls or None, admin or None, min_area)
+        written = write_all(chosen, out_dir, formats, lang, stem)
+    except SatcheckError as exc:
+        raise _fail(exc) from None
+    out.print(f"{len(chosen)} patches")
+    for k, v in written.items():
+        out.print(f"  {k:<8} {v}")
+
+
+@app.command()
+def score(
+    result: Path = typer.Argument(..., help="changes.gpkg or patches.gpkg of a run."),
+    truth: Path = typer.Argument(..., help="Vector file of true changes (e.g. sample_tiles/truth/changes.gpkg)."),
+    min_area: float = typer.Option(400.0, "--min-area", help="Only changes of at least this many m² count, both sides."),
+    iou: float = typer.Option(0.5, "--iou", help="Overlap (IoU) at which a true change counts as found."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Object recall and false polygons per km² of a run against known changes."""
+    import geopandas as gpd
+
+    from satcheck.scoring import score_objects
+
+    for p in (result, truth):
+        if not p.is_file():
+            raise _fail(SatcheckError(f"{p}: not found; pass a vector file"))
+    pred = gpd.read_file(result)
+    true = gpd.read_file(truth).to_crs(pred.crs) if len(pred) else gpd.read_file(truth)
+    run_json = result.parent / "run.json"
+    area = json.loads(run_json.read_text())["area_km2"] if run_json.exists() else float(true.total_bounds[2:].sum())
+    s = score_objects(pred, true, area, min_truth_m2=min_area, min_pred_m2=min_area, iou=iou)
+    d = {"truths": s.truths, "found": s.found, "recall": s.recall, "false_polygons": s.false_objects,
+         "false_per_km2": round(s.false_per_km2, 3), "area_km2": area, "type_correct": s.type_correct}
+    if as_json:
+        typer.echo(json.dumps(d))
+        return
+    out.print(f"recall {s.found}/{s.truths} = {s.recall:.2f} (IoU ≥ {iou}, ≥ {min_area:.0f} m²); "
+              f"false polygons {s.false_objects} = {s.false_per_km2:.2f} per km² over {area} km²"
+              + (f"; change type right for {s.type_correct:.0%}" if s.type_correct is not None else ""))
+
+
 def main() -> None:
     app()
 

@@ -52,7 +52,9 @@ class CvaConfig(_Strict):
     max_shift_px: int = Field(2, ge=0, le=4, description="Misregistration tolerated by the difference.")
     threshold: float | None = Field(None, gt=0, description="Fixed change-magnitude threshold; null = automatic.")
     min_threshold: float = Field(0.12, gt=0, description="Floor of the automatic threshold (magnitude 0..1).")
-    parcel_rule: float = Field(0.65, gt=0, le=1, description="Damp regions whose outline lies on old edges for more than this share; 1 = off.")
+    edge_threshold: float = Field(0.2, gt=0, description="Gradient of normalised brightness that counts as an old edge.")
+    parcel_rule: float = Field(0.65, gt=0, le=1,
+                               description="Damp regions whose outline lies on old edges for more than this share; 1 = off.")
 
 
 class ModelConfig(_Strict):
@@ -83,6 +85,65 @@ class OutputConfig(_Strict):
     probability_cog: bool = True
 
 
+class FarmlandFields(_Strict):
+    class_code: str = "DLBM"
+    class_name: str = "DLMC"
+
+
+class AdminFields(_Strict):
+    code: str = "XZQDM"
+    name: str = "XZQMC"
+
+
+class PermitFields(_Strict):
+    permit_no: str = "permit_no"
+    holder: str = "holder"
+    valid_from: str = "valid_from"
+    valid_to: str = "valid_to"
+
+
+class ApprovalFields(_Strict):
+    approval_no: str = "approval_no"
+    approved_on: str = "approved_on"
+
+
+class RulesConfig(_Strict):
+    farmland: FarmlandFields = FarmlandFields()
+    admin: AdminFields = AdminFields()
+    mining_permits: PermitFields = PermitFields()
+    approved_land: ApprovalFields = ApprovalFields()
+    farmland_codes: list[str] = Field(["0101", "0102", "0103"], description="DLBM codes that count as farmland (耕地).")
+    approved_share: float = Field(0.5, gt=0, le=1,
+                                  description="Share of a change inside approved land that makes it approved.")
+
+
+class MmuConfig(_Strict):
+    farmland_construction: float = Field(200.0, ge=0)
+    illegal_mining: float = Field(400.0, ge=0)
+    expired_permit_mining: float = Field(400.0, ge=0)
+    out_of_bounds_mining: float = Field(400.0, ge=0)
+    approved: float = Field(200.0, ge=0)
+    other_change: float = Field(400.0, ge=0)
+
+
+class PatchConfig(_Strict):
+    mmu_m2: MmuConfig = MmuConfig()
+    merge_gap_m: float = Field(5.0, ge=0, description="Fragments of one change type closer than this become one patch.")
+    simplify_px: float = Field(1.0, ge=0, le=1, description="Boundary simplification tolerance in pixels (at most 1).")
+    export_other: bool = Field(False, description="Export other_change patches too.")
+    export_approved: bool = Field(False, description="Export changes on approved land too.")
+    lang: Literal["en", "zh"] = "en"
+
+
+class ReportConfig(_Strict):
+    chips: bool = True
+    chip_min_m: float = Field(80.0, gt=0, description="Smallest side of a chip in metres.")
+    chip_px: int = Field(256, ge=64, le=1024)
+    html: bool = True
+    pdf: bool = True
+    cjk_font: str | None = Field(None, description="TTF/TTC font with Chinese glyphs for the PDF; null = search the system.")
+
+
 class RunConfig(_Strict):
     window: WindowConfig = WindowConfig()
     align: AlignConfig = AlignConfig()
@@ -91,6 +152,9 @@ class RunConfig(_Strict):
     detect: DetectConfig = DetectConfig()
     cleanup: CleanupConfig = CleanupConfig()
     output: OutputConfig = OutputConfig()
+    rules: RulesConfig = RulesConfig()
+    patches: PatchConfig = PatchConfig()
+    report: ReportConfig = ReportConfig()
 
     def with_overrides(self, **dotted: object) -> "RunConfig":
         """Return a copy with ``section.key`` values replaced (None values skipped)."""

@@ -70,12 +70,6 @@ def _keep_large(mask: np.ndarray, min_px: int) -> np.ndarray:
     return keep[lab]
 
 
-def quantile_lut(src: np.ndarray, ref: np.ndarray, n: int = 257) -> tuple[np.ndarray, np.ndarray]:
-    """Quantiles of ``src`` and ``ref`` for histogram matching by interpolation."""
-    q = np.linspace(0, 1, n)
-    return np.quantile(src, q).astype(np.float32), np.quantile(ref, q).astype(np.float32)
-
-
 def upsample_lookup(lowres: np.ndarray, full_shape: tuple[int, int], rows: slice, cols: slice) -> np.ndarray:
     """Nearest-neighbour values of a decimated mask for a window of the full grid."""
     fh, fw = full_shape

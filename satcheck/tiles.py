@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import datetime as dt
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +14,7 @@ import rasterio
 from rasterio.coords import BoundingBox
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import NodataShadowWarning
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NodataShadowWarning, RasterioIOError
 from rasterio.transform import Affine
 
 from satcheck.errors import TileGeoreferenceError, TileReadError

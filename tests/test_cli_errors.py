@@ -3,7 +3,6 @@
 import shutil
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from satcheck.cli import app

@@ -19,6 +19,7 @@ from rasterio.windows import Window
 from satcheck import __version__
 from satcheck.align import Pair, PairReader, pair_tiles
 from satcheck.atomic import atomic_path
+from satcheck.batch.enforce import enforcement_outputs, patch_summary
 from satcheck.config import RunConfig, dump_config
 from satcheck.detect import get_detector
 from satcheck.detect.cleanup import clean_mask
@@ -43,6 +44,8 @@ class RunResult:
     pixels: int
     masked_share: float
     outputs: dict[str, str] = field(default_factory=dict)
+    patches: gpd.GeoDataFrame | None = None
+    rule_problems: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         by_type = self.changes.groupby("change_type")["area_m2"].agg(["count", "sum"]) if len(self.changes) else None
@@ -61,7 +64,8 @@ class RunResult:
             "seconds": round(self.seconds, 2),
             "mpx_per_s": round(self.pixels / 1e6 / max(self.seconds, 1e-9), 3),
             "outputs": self.outputs,
-        }
+        } | ({"patches": patch_summary(self.patches), "rule_problems": self.rule_problems}
+             if self.patches is not None else {})
 
 
 def detect_changes(before: str | Path, after: str | Path, out: str | Path, config: RunConfig,
@@ -102,12 +106,16 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     with atomic_path(changes_path) as tmp:
         changes.to_file(tmp, layer="changes", driver="GPKG", engine="pyogrio")
     outputs["changes"] = str(changes_path)
+    patches, problems = None, []
+    if rules is not None:
+        patches, more, problems = enforcement_outputs(changes, pairs, rules, out, config)
+        outputs.update(more)
     config_path = out / "config.yaml"
     with atomic_path(config_path) as tmp:
         tmp.write_text(dump_config(config), encoding="utf-8")
     outputs["config"] = str(config_path)
     result = RunResult(out, changes, pairs, detector.name, time.perf_counter() - t0, pixels,
-                       masked / max(pixels, 1), outputs)
+                       masked / max(pixels, 1), outputs, patches, problems)
     summary_path = out / "run.json"
     outputs["summary"] = str(summary_path)
     with atomic_path(summary_path) as tmp:

@@ -80,19 +80,24 @@ class CvaDetector:
         prob = np.clip(mag / (2 * self.magnitude_threshold), 0, 1).astype(np.float32)
         prob[~pw.valid] = 0
         if self.cfg.parcel_rule < 1.0:
-            prob = suppress_parcel_change(prob, pw.before, self.threshold, self.cfg.parcel_rule)
+            prob = suppress_parcel_change(prob, pw.before, self.threshold, self.cfg.parcel_rule, self.cfg.edge_threshold)
         return ChangeScores(prob, change_type(pw.after))
 
 
-def edges(img: np.ndarray, misregistration_px: int) -> np.ndarray:
-    """Strong edges of an image, widened by the misregistration tolerance."""
+def edges(img: np.ndarray, misregistration_px: int, threshold: float) -> np.ndarray:
+    """Strong edges of an image, widened by the misregistration tolerance.
+
+    The threshold is absolute (on normalised brightness), so the result
+    does not depend on how the image is cut into windows.
+    """
     bright = ndimage.gaussian_filter(img[:3].mean(axis=0), 1.0)
     grad = np.hypot(ndimage.sobel(bright, 0), ndimage.sobel(bright, 1))
-    strong = grad > max(0.15, float(np.quantile(grad, 0.6)))
+    strong = grad > threshold
     return ndimage.binary_dilation(strong, iterations=misregistration_px + 1)
 
 
-def suppress_parcel_change(prob: np.ndarray, before: np.ndarray, threshold: float, max_share: float) -> np.ndarray:
+def suppress_parcel_change(prob: np.ndarray, before: np.ndarray, threshold: float, max_share: float,
+                           edge_threshold: float = 0.2) -> np.ndarray:
     """Damp change regions whose outline follows edges that were already there.
 
     A field that was harvested or ploughed changes as a whole, inside the
@@ -105,7 +110,7 @@ def suppress_parcel_change(prob: np.ndarray, before: np.ndarray, threshold: floa
         return prob
     lab, n = ndimage.label(mask)
     boundary = mask & ~ndimage.binary_erosion(mask, iterations=1, border_value=1)
-    old = edges(before, 2)
+    old = edges(before, 2, edge_threshold)
     idx = lab[boundary]
     on_old = np.bincount(idx, weights=old[boundary], minlength=n + 1)
     total = np.bincount(idx, minlength=n + 1)

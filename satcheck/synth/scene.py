@@ -134,7 +134,7 @@ def _rect(cx: float, cy: float, w: float, h: float, angle: float = 0.0) -> Polyg
 
 
 def build_layout(rng: np.random.Generator, size: tuple[int, int], gsd: float = 1.0, *, changes: bool = True,
-                 rich: bool = True) -> Layout:
+                 rich: bool = True, min_builds: int = 2) -> Layout:
     """Draw the geometry of a scene.
 
     ``rich`` adds the fixed cast of the sample scene (permits, an approved
@@ -250,7 +250,7 @@ def build_layout(rng: np.random.Generator, size: tuple[int, int], gsd: float = 1
     L.admin_split = Polygon([(-1, -1), (split_x, -1), (split_x + rng.uniform(-80, 80), h + 1), (-1, h + 1)])
 
     if changes:
-        _plant_changes(rng, L, hill, pit, villages, rich)
+        _plant_changes(rng, L, hill, pit, villages, rich, min_builds)
     return L
 
 
@@ -289,10 +289,11 @@ def _plant_pit(rng: np.random.Generator, L: Layout, cx: float, cy: float, r_m: f
     return PlantedChange(g, EXCAVATION, label)
 
 
-def _plant_changes(rng: np.random.Generator, L: Layout, hill: BaseGeometry, pit: Polygon, villages, rich: bool) -> None:
+def _plant_changes(rng: np.random.Generator, L: Layout, hill: BaseGeometry, pit: Polygon, villages, rich: bool,
+                   min_builds: int = 2) -> None:
     h, w = L.size
     frame = box(0, 0, w, h).buffer(-_m(L, 30))
-    n_build = max(2, int(rng.integers(4, 8) * (w * h) / 1536**2 + 0.5))
+    n_build = max(min_builds, int(rng.integers(4, 8) * (w * h) / 1536**2 + 0.5))
     for i in range(n_build):
         p = _free_parcel(rng, L, 900 / L.gsd**2)
         if p is None:
@@ -490,10 +491,10 @@ def apply_nuisance(rng: np.random.Generator, img: np.ndarray, L: Layout, *, clou
 
 def make_pair(seed: int, size: tuple[int, int] = (1536, 1536), gsd: float = 1.0, *, changes: bool = True,
               nuisance: bool = True, cloud: bool = True, shift_px: tuple[int, int] | None = None,
-              rich: bool = True, collar: bool = True) -> ScenePair:
+              rich: bool = True, collar: bool = True, min_builds: int = 2) -> ScenePair:
     """Draw a whole bi-temporal scene from ``seed``."""
     rng = np.random.default_rng(seed)
-    L = build_layout(rng, size, gsd, changes=changes, rich=rich)
+    L = build_layout(rng, size, gsd, changes=changes, rich=rich, min_builds=min_builds)
     if not nuisance:
         for p in L.parcels:
             p.after = p.before

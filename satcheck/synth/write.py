@@ -105,7 +105,8 @@ def write_scene(out: str | Path, spec: SceneSpec = SceneSpec()) -> dict[str, obj
     step = -(-spec.size // spec.after_tiles)
     for win in window_grid(spec.size, spec.size, step):
         r, c = int(win.row_off) // step, int(win.col_off) // step
-        name = f"{tag}_{spec.after_date:%Y%m%d}_r{r}c{c}.tif" if spec.after_tiles > 1 else f"{tag}_{spec.after_date:%Y%m%d}.tif"
+        suffix = f"_r{r}c{c}" if spec.after_tiles > 1 else ""
+        name = f"{tag}_{spec.after_date:%Y%m%d}{suffix}.tif"
         sl = (slice(None), slice(int(win.row_off), int(win.row_off + win.height)),
               slice(int(win.col_off), int(win.col_off + win.width)))
         _write_tif(after_dir / name, after[sl], crs, rasterio.windows.transform(win, t), spec.after_date)

@@ -1,0 +1,55 @@
+"""The learned detector: ChangeNet behind the Detector interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from satcheck.align import PairWindow
+from satcheck.config import ModelConfig
+from satcheck.detect.base import CONSTRUCTION, EXCAVATION, ChangeScores
+from satcheck.errors import BandMismatchError, ModelError
+from satcheck.model.infer import Predictor, to_input
+from satcheck.model.weights import load_weights, shipped_weights
+
+SUPPORTED_BANDS = (3, 4)
+
+
+def weights_path(cfg: ModelConfig) -> Path | None:
+    return Path(cfg.weights) if cfg.weights else shipped_weights()
+
+
+def model_available(cfg: ModelConfig, bands: int) -> bool:
+    return weights_path(cfg) is not None
+
+
+class ModelDetector:
+    name = "model"
+    halo = 32
+
+    def __init__(self, cfg: ModelConfig, device: str, bands: int):
+        path = weights_path(cfg)
+        if path is None:
+            raise ModelError("models/changenet.pt: no shipped weights found; run 'satcheck train' or pass weights "
+                             "in detect.model.weights")
+        model, meta = load_weights(path)
+        fits = tuple(meta.get("bands", SUPPORTED_BANDS))
+        if bands not in fits:
+            raise BandMismatchError(
+                f"{path}: these weights take {' or '.join(map(str, fits))} bands (R,G,B[,NIR]) but the tiles have "
+                f"{bands}; write the R,G,B(,NIR) bands to new tiles, or use --detector cva")
+        self.meta = meta
+        self.path = path
+        self.threshold = cfg.threshold
+        self.predictor = Predictor(model, device, cfg.engine, cfg.tile_px, cfg.overlap_px, cfg.batch_size,
+                                   cfg.threads, path)
+        self.name = f"model ({path.name}, {self.predictor.engine} on {self.predictor.device.type})"
+
+    def prepare(self, sample: PairWindow, px_m: float) -> None:
+        return None
+
+    def score(self, pw: PairWindow) -> ChangeScores:
+        prob, exc = self.predictor.predict(to_input(pw.before), to_input(pw.after))
+        prob = np.where(pw.valid, prob, 0).astype(np.float32)
+        return ChangeScores(prob, np.where(exc > 0.5, EXCAVATION, CONSTRUCTION).astype(np.uint8))

@@ -1,0 +1,165 @@
+"""Writing patches: GeoPackage (canonical), GeoJSON, KML, CSV and Shapefile.
+
+Every file is written under a temporary name and renamed into place, so
+an interrupted export never leaves a half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import geopandas as gpd
+import pandas as pd
+
+from satcheck.atomic import atomic_dir, atomic_path
+from satcheck.errors import OutputError
+from satcheck.patches import CLASS_ZH, PATCH_FIELDS
+
+FORMATS = ("gpkg", "geojson", "kml", "csv", "shp")
+LAYER = "patches"
+SHP_NAMES = {
+    "patch_id": "patch_id", "period": "period", "class": "class", "change_type": "chg_type",
+    "confidence": "confidence", "area_m2": "area_m2", "area_mu": "area_mu", "farmland_area_m2": "farm_m2",
+    "basic_farmland_area_m2": "basic_m2", "on_basic_farmland": "on_basic", "outside_permit_area_m2": "out_pmt_m2",
+    "farmland_class": "dlbm", "centroid_lon": "cent_lon", "centroid_lat": "cent_lat", "centroid_x": "cent_x",
+    "centroid_y": "cent_y", "admin_code": "xzqdm", "admin_name": "xzqmc", "permit_no": "permit_no",
+    "permit_holder": "pmt_holder", "approval_no": "approv_no", "before_date": "before_dt", "after_date": "after_dt",
+    "before_tiles": "before_img", "after_tiles": "after_img", "status": "status",
+}
+# KML colours are aabbggrr.
+KML_COLOURS = {
+    "farmland_construction": "ff0000ff", "illegal_mining": "ff00a5ff", "expired_permit_mining": "ff00d7ff",
+    "out_of_bounds_mining": "ffff00ff", "approved": "ff00ff00", "other_change": "ffffff00",
+}
+
+
+def read_patches(path: str | Path) -> gpd.GeoDataFrame:
+    p = Path(path)
+    if not p.is_file():
+        raise OutputError(f"{p}: patches file not found; pass the patches.gpkg written by 'satcheck run --rules'")
+    try:
+        return gpd.read_file(p, layer=LAYER, engine="pyogrio")
+    except Exception as exc:
+        raise OutputError(f"{p}: has no '{LAYER}' layer ({type(exc).__name__}); pass a patches.gpkg from satcheck") from None
+
+
+def select(patches: gpd.GeoDataFrame, classes: list[str] | None = None, admin: list[str] | None = None,
+           min_area_m2: float | None = None) -> gpd.GeoDataFrame:
+    keep = pd.Series(True, index=patches.index)
+    if classes:
+        keep &= patches["class"].isin(classes)
+    if admin:
+        keep &= patches["admin_code"].astype(str).map(lambda c: any(c.startswith(a) for a in admin))
+    if min_area_m2:
+        keep &= patches["area_m2"] >= min_area_m2
+    return patches[keep]
+
+
+def write_gpkg(patches: gpd.GeoDataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        patches.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio")
+    return path
+
+
+def write_geojson(patches: gpd.GeoDataFrame, path: Path) -> Path:
+    # RFC 7946: longitude/latitude on WGS 84.
+    with atomic_path(path) as tmp:
+        patches.to_crs("EPSG:4326").to_file(tmp, driver="GeoJSON", engine="pyogrio", layer=path.stem,
+                                           layer_options={"RFC7946": "YES"})
+    return path
+
+
+def _headers(lang: str) -> list[str]:
+    return [PATCH_FIELDS[k][2] for k in PATCH_FIELDS] if lang == "zh" else list(PATCH_FIELDS)
+
+
+def write_csv(patches: gpd.GeoDataFrame, path: Path, lang: str = "en") -> Path:
+    # UTF-8 with BOM: spreadsheet programs then show Chinese correctly.
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8-sig", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(_headers(lang))
+            for _, r in patches.iterrows():
+                row = []
+                for k in PATCH_FIELDS:
+                    v = r[k]
+                    if k == "class" and lang == "zh":
+                        v = CLASS_ZH.get(v, v)
+                    row.append("" if v is None or (isinstance(v, float) and pd.isna(v)) else v)
+                w.writerow(row)
+    return path
+
+
+def write_shapefile(patches: gpd.GeoDataFrame, path: Path) -> Path:
+    """patches.shp with .shx, .dbf, .prj and .cpg (UTF-8), field names of at most 10 characters."""
+    gdf = patches.rename(columns=SHP_NAMES)
+    gdf["on_basic"] = gdf["on_basic"].astype(int)
+    with atomic_dir(path.parent / f".{path.stem}.shp.d") as tmp:
+        gdf.to_file(tmp / path.name, driver="ESRI Shapefile", engine="pyogrio", encoding="UTF-8")
+        cpg = tmp / f"{path.stem}.cpg"
+        if not cpg.exists():
+            cpg.write_text("UTF-8", encoding="ascii")
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, path.parent / f.name)
+    return path
+
+
+def _kml_coords(ring) -> str:
+    return " ".join(f"{x:.7f},{y:.7f},0" for x, y in ring.coords)
+
+
+def _kml_polygon(poly) -> str:
+    inner = "".join("<innerBoundaryIs><LinearRing><coordinates>" + _kml_coords(r) +
+                    "</coordinates></LinearRing></innerBoundaryIs>" for r in poly.interiors)
+    return (f"<Polygon><outerBoundaryIs><LinearRing><coordinates>{_kml_coords(poly.exterior)}</coordinates>"
+            f"</LinearRing></outerBoundaryIs>{inner}</Polygon>")
+
+
+def write_kml(patches: gpd.GeoDataFrame, path: Path, lang: str = "en") -> Path:
+    geo = patches.to_crs("EPSG:4326")
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>', '<kml xmlns="http://www.opengis.net/kml/2.2"><Document>',
+             f"<name>{escape(path.stem)}</name>"]
+    for cls, colour in KML_COLOURS.items():
+        parts.append(f'<Style id="{cls}"><LineStyle><color>{colour}</color><width>2</width></LineStyle>'
+                     f"<PolyStyle><color>40{colour[2:]}</color></PolyStyle></Style>")
+    for _, r in geo.iterrows():
+        label = CLASS_ZH.get(r["class"], r["class"]) if lang == "zh" else r["class"]
+        rows = "".join(f"<tr><td>{escape(PATCH_FIELDS[k][2] if lang == 'zh' else k)}</td><td>{escape(str(r[k]))}</td></tr>"
+                       for k in PATCH_FIELDS if r[k] is not None and str(r[k]) != "")
+        g = r.geometry
+        polys = [g] if g.geom_type == "Polygon" else list(g.geoms)
+        geom = _kml_polygon(polys[0]) if len(polys) == 1 else \
+            "<MultiGeometry>" + "".join(_kml_polygon(p) for p in polys) + "</MultiGeometry>"
+        parts.append(f"<Placemark><name>{escape(r['patch_id'])}</name>"
+                     f"<description><![CDATA[<b>{escape(label)}</b> {r['area_m2']:.0f} m² ({r['area_mu']:.2f} mu)"
+                     f"<table>{rows}</table>]]></description><styleUrl>#{r['class']}</styleUrl>{geom}</Placemark>")
+    parts.append("</Document></kml>")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def write_all(patches: gpd.GeoDataFrame, out: str | Path, formats: tuple[str, ...] = FORMATS, lang: str = "en",
+              stem: str = "patches") -> dict[str, str]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for fmt in formats:
+        path = out / f"{stem}.{fmt}"
+        if fmt == "gpkg":
+            write_gpkg(patches, path)
+        elif fmt == "geojson":
+            write_geojson(patches, path)
+        elif fmt == "kml":
+            write_kml(patches, path, lang)
+        elif fmt == "csv":
+            write_csv(patches, path, lang)
+        elif fmt == "shp":
+            write_shapefile(patches, path)
+        else:
+            raise OutputError(f"{path}: unknown format '{fmt}'; choose from {', '.join(FORMATS)}")
+        written[fmt] = str(path)
+    return written

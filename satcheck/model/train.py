@@ -1,0 +1,174 @@
+"""Training ChangeNet: typed config, seeded, CPU-friendly."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from satcheck.config import _validate, load_yaml
+from satcheck.errors import DatasetError
+from satcheck.model.data import IGNORE, ExampleSampler, folder_pool, naip_pool, oscd_pool, paste_objects, synthetic_pool
+from satcheck.model.network import ChangeNet, count_parameters, flops_per_megapixel
+from satcheck.model.weights import save_weights
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticSource(_Strict):
+    scenes: int = Field(160, ge=0)
+    size: int = Field(384, ge=128)
+    weight: float = Field(0.5, ge=0)
+
+
+class FolderSource(_Strict):
+    path: str
+    names: list[str] | None = None  # None: every pair in the folder
+    weight: float = Field(0.1, ge=0)
+    licence: str = ""
+
+
+class NaipSource(_Strict):
+    path: str
+    weight: float = Field(0.15, ge=0)
+    licence: str = ""
+
+
+class OscdSource(_Strict):
+    path: str
+    cities: list[str]
+    weight: float = Field(0.15, ge=0)
+    licence: str = ""
+
+
+class TrainConfig(_Strict):
+    seed: int = 7
+    steps: int = Field(1500, ge=1)
+    batch_size: int = Field(8, ge=1)
+    crop_px: int = Field(192, ge=64)
+    lr: float = Field(4e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    widths: tuple[int, int, int, int] = (16, 32, 64, 96)
+    decoder: int = 32
+    threads: int | None = None
+    synthetic: SyntheticSource = SyntheticSource()
+    datasets: list[FolderSource] = []
+    naip: NaipSource | None = None
+    oscd: OscdSource | None = None
+
+
+def load_train_config(path: str | Path | None) -> TrainConfig:
+    if path is None:
+        return TrainConfig()
+    return _validate(TrainConfig, load_yaml(path), str(path))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _loss(logits: torch.Tensor, label: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+    valid = label != IGNORE
+    y = (label == 1).float()
+    change = logits[:, 0]
+    bce = F.binary_cross_entropy_with_logits(change, y, reduction="none", pos_weight=torch.tensor(3.0))
+    bce = (bce * valid).sum() / valid.sum().clamp(min=1)
+    p = torch.sigmoid(change) * valid
+    dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
+    typed = (label == 1) & (cls > 0)
+    type_loss = torch.zeros((), device=logits.device)
+    if typed.any():
+        t_logits = logits[:, 1:3].permute(0, 2, 3, 1)[typed]
+        type_loss = F.cross_entropy(t_logits, (cls[typed] - 1).long())
+    return bce + dice + 0.5 * type_loss
+
+
+def _existing(path: str) -> Path | None:
+    p = Path(path)
+    return p if p.exists() else None
+
+
+def build_sampler(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[ExampleSampler, dict]:
+    sources: dict[str, tuple[float, list]] = {}
+    manifest: dict = {"synthetic": {"scenes": cfg.synthetic.scenes, "size": cfg.synthetic.size, "seed": cfg.seed}}
+    t = time.perf_counter()
+    if cfg.synthetic.scenes and cfg.synthetic.weight:
+        sources["synthetic"] = (cfg.synthetic.weight, synthetic_pool(cfg.synthetic.scenes, cfg.seed, cfg.synthetic.size))
+        log(f"synthetic scenes: {cfg.synthetic.scenes} in {time.perf_counter() - t:.0f} s")
+    real = []
+    for ds in cfg.datasets:
+        root = _existing(ds.path)
+        if root is None:
+            log(f"skipped (absent): {ds.path}")
+            continue
+        pool = folder_pool(root, ds.names)
+        real.extend(pool)
+        sources[f"folder:{root.name}"] = (ds.weight, pool)
+        manifest[root.name] = {"names": ds.names or "all", "licence": ds.licence}
+    if cfg.naip and _existing(cfg.naip.path):
+        sources["naip"] = (cfg.naip.weight, naip_pool(Path(cfg.naip.path)))
+        manifest["naip_series"] = {"names": "all dates (no-change pairs, pasted objects)", "licence": cfg.naip.licence}
+    if cfg.oscd and _existing(cfg.oscd.path):
+        sources["oscd"] = (cfg.oscd.weight, oscd_pool(Path(cfg.oscd.path), cfg.oscd.cities))
+        manifest["oscd"] = {"names": cfg.oscd.cities, "licence": cfg.oscd.licence}
+    if not sources:
+        raise DatasetError("training has no data: enable synthetic scenes or give an existing dataset path")
+    return ExampleSampler(sources, cfg.crop_px, cfg.seed, paste_objects(real)), manifest
+
+
+def train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print) -> dict:
+    """Train and save weights to ``out``; returns the training record (also saved as JSON beside them)."""
+    seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sampler, manifest = build_sampler(cfg, log)
+    model = ChangeNet(cfg.widths, cfg.decoder).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(1, cfg.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    t0 = time.perf_counter()
+    history = []
+    running = None
+    model.train()
+    for step in range(cfg.steps):
+        b, a, y, c = sampler.batch(cfg.batch_size)
+        logits = model(torch.from_numpy(b).to(device), torch.from_numpy(a).to(device))
+        loss = _loss(logits, torch.from_numpy(y).to(device), torch.from_numpy(c).to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        if (step + 1) % 50 == 0 or step == cfg.steps - 1:
+            history.append({"step": step + 1, "loss": round(running, 4), "seconds": round(time.perf_counter() - t0, 1)})
+            log(f"step {step + 1}/{cfg.steps} loss {running:.4f} ({time.perf_counter() - t0:.0f} s)")
+    model = model.cpu().eval()
+    record = {
+        "architecture": "ChangeNet",
+        "config": model.config(),
+        "parameters": count_parameters(model),
+        "gflops_per_mpx": round(flops_per_megapixel(model) / 1e9, 3),
+        "bands": [3, 4],
+        "train_config": cfg.model_dump(mode="json"),
+        "trained_on": manifest,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "final_loss": history[-1]["loss"] if history else None,
+        "history": history,
+    }
+    save_weights(model, out, {k: v for k, v in record.items() if k != "history"})
+    Path(out).with_suffix(".json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return record

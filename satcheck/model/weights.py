@@ -1,0 +1,75 @@
+"""Saving and loading ChangeNet weights without unpickling arbitrary objects."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from satcheck.atomic import atomic_path
+from satcheck.errors import ModelError
+from satcheck.model.network import ChangeNet
+
+FORMAT = "satcheck-changenet"
+FORMAT_VERSION = 1
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+SHIPPED = "changenet.pt"
+
+
+def save_weights(model: ChangeNet, path: str | Path, meta: dict) -> Path:
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config_json": json.dumps(model.config()),
+        "meta_json": json.dumps(meta, ensure_ascii=False),
+        "state_dict": state,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def shipped_weights() -> Path | None:
+    """The weights shipped in models/ (source checkout) or inside the package (installed)."""
+    for cand in (MODELS_DIR / SHIPPED, Path(__file__).resolve().parent / SHIPPED):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def load_weights(path: str | Path) -> tuple[ChangeNet, dict]:
+    """A ChangeNet with the weights of ``path`` and the metadata saved with them."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: weights file not found; pass --model with a file made by 'satcheck train'")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ModelError(f"{path}: not a satcheck weights file ({type(exc).__name__}); retrain or re-download it") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a satcheck weights file; pass weights made by 'satcheck train'")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{path}: weights format {payload.get('format_version')} is not {FORMAT_VERSION}; "
+                         "upgrade satcheck or retrain")
+    try:
+        cfg = json.loads(payload["config_json"])
+        model = ChangeNet(tuple(cfg["widths"]), cfg["decoder"])
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0][:160]
+        raise ModelError(f"{path}: weights do not fit the network ({first}); retrain with this satcheck version") from None
+    model.eval()
+    meta = json.loads(payload.get("meta_json", "{}"))
+    return model, meta
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]

@@ -1,0 +1,72 @@
+"""Radiometric normalisation of a pair: pure functions on numpy arrays.
+
+The earlier date is histogram-matched to the later one band by band
+(inside pixels valid on both), then both are stretched by the later
+date's 1st and 99th percentiles.  The same maths serve whole tiles (the
+statistics then come from a decimated read) and training crops, so the
+model sees at training time what it will see in a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+N_QUANTILES = 257
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    method: str
+    before_q: tuple[np.ndarray, ...]  # per band: quantiles of the earlier date (or mean, std)
+    after_q: tuple[np.ndarray, ...]
+    lo: tuple[float, ...]  # per band: later date's 1st percentile
+    span: tuple[float, ...]  # per band: 99th minus 1st percentile
+
+    def apply(self, x: np.ndarray, before: bool) -> np.ndarray:
+        out = np.empty(x.shape, np.float32)
+        for i in range(x.shape[0]):
+            b = x[i]
+            if before and self.method == "histogram":
+                b = np.interp(b, self.before_q[i], self.after_q[i])
+            elif before and self.method == "meanstd":
+                (mb, sb), (ma, sa) = self.before_q[i], self.after_q[i]
+                b = (b - mb) / sb * sa + ma
+            out[i] = (b - self.lo[i]) / self.span[i]
+        return np.clip(out, -0.5, 1.5, out=out)
+
+
+def fit_normalisation(before: np.ndarray, after: np.ndarray, ok: np.ndarray, method: str = "histogram") -> Normalisation:
+    """Statistics for :meth:`Normalisation.apply` from pixels where ``ok``."""
+    q = np.linspace(0, 1, N_QUANTILES)
+    bq, aq, lo, span = [], [], [], []
+    for i in range(after.shape[0]):
+        b, a = before[i][ok], after[i][ok]
+        if a.size == 0:
+            b = a = np.zeros(1, np.float32)
+        if method == "histogram":
+            bq.append(_strictly_increasing(np.quantile(b, q)))
+            aq.append(np.quantile(a, q).astype(np.float32))
+        elif method == "meanstd":
+            bq.append(np.array([b.mean(), b.std() + 1e-6]))
+            aq.append(np.array([a.mean(), a.std() + 1e-6]))
+        else:
+            bq.append(np.zeros(0))
+            aq.append(np.zeros(0))
+        p1, p99 = np.quantile(a, [0.01, 0.99])
+        lo.append(float(p1))
+        span.append(float(max(p99 - p1, 1e-3)))
+    return Normalisation(method, tuple(bq), tuple(aq), tuple(lo), tuple(span))
+
+
+def _strictly_increasing(x: np.ndarray) -> np.ndarray:
+    # np.interp needs increasing x; flat runs (saturated values) are nudged apart.
+    x = x.astype(np.float64)
+    return (x + np.arange(x.size) * 1e-9).astype(np.float64)
+
+
+def normalise_pair(before: np.ndarray, after: np.ndarray, ok: np.ndarray, method: str = "histogram"):
+    """Both dates of a small pair, normalised with statistics from the pair itself."""
+    n = fit_normalisation(before, after, ok, method)
+    return n.apply(before, True), n.apply(after, False)

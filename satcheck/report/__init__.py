@@ -1,0 +1,1 @@
+"""Chips and field-verification sheets for enforcement patches."""

@@ -1,0 +1,145 @@
+"""Rule layers: farmland, permanent basic farmland, mining permits, approved land, admin units.
+
+Each is read from GeoPackage, Shapefile or GeoJSON in any CRS, found by
+name in a folder, reprojected to the pair's CRS, and its attribute names
+mapped through the config so a survey export works without renaming
+columns.  Invalid geometries are repaired and reported by feature id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+
+from satcheck.config import RulesConfig
+from satcheck.errors import RuleLayerError
+
+LAYERS = ("farmland", "basic_farmland", "mining_permits", "approved_land", "admin")
+SUFFIXES = (".gpkg", ".shp", ".geojson", ".json")
+
+
+@dataclass
+class RuleLayers:
+    """Rule layers in one CRS with canonical column names; absent layers are None."""
+
+    farmland: gpd.GeoDataFrame | None = None  # class_code, class_name
+    basic_farmland: gpd.GeoDataFrame | None = None
+    mining_permits: gpd.GeoDataFrame | None = None  # permit_no, holder, valid_from, valid_to (dates)
+    approved_land: gpd.GeoDataFrame | None = None  # approval_no, approved_on
+    admin: gpd.GeoDataFrame | None = None  # code, name
+    sources: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def present(self) -> list[str]:
+        return [n for n in LAYERS if getattr(self, n) is not None]
+
+
+def find_layer(folder: Path, name: str) -> Path | None:
+    for suf in SUFFIXES:
+        p = folder / f"{name}{suf}"
+        if p.exists():
+            return p
+    return None
+
+
+def _read(path: Path, crs) -> gpd.GeoDataFrame:
+    try:
+        gdf = gpd.read_file(path, engine="pyogrio")
+    except Exception as exc:  # pyogrio raises DataSourceError and friends
+        raise RuleLayerError(f"{path}: cannot be read as a vector layer ({type(exc).__name__}); "
+                             "export it as GeoPackage, Shapefile or GeoJSON") from None
+    if gdf.crs is None and len(gdf):
+        raise RuleLayerError(f"{path}: has no CRS; define it (e.g. a .prj file) so it can be reprojected")
+    if len(gdf) and gdf.crs != crs:
+        gdf = gdf.to_crs(crs)
+    elif gdf.crs is None:
+        gdf = gdf.set_crs(crs, allow_override=True)
+    return gdf
+
+
+def _repair(gdf: gpd.GeoDataFrame, path: Path, problems: list[str]) -> gpd.GeoDataFrame:
+    gdf = gdf[~gdf.geometry.isna() & ~gdf.geometry.is_empty].copy()
+    bad = ~gdf.geometry.is_valid
+    if bad.any():
+        ids = [str(i) for i in gdf.index[bad][:10]]
+        more = "" if bad.sum() <= 10 else f" and {int(bad.sum()) - 10} more"
+        problems.append(f"{path.name}: repaired {int(bad.sum())} invalid geometries (feature ids {', '.join(ids)}{more})")
+        fixed = shapely.make_valid(gdf.geometry.values[bad])
+        # make_valid can return collections with lines; keep the polygonal part.
+        gdf.loc[bad, gdf.geometry.name] = [_polygonal(g) for g in fixed]
+    return gdf[~gdf.geometry.is_empty]
+
+
+def _polygonal(g):
+    if g.geom_type in ("Polygon", "MultiPolygon"):
+        return g
+    parts = [p for p in getattr(g, "geoms", []) if p.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts) if parts else shapely.Polygon()
+
+
+def _columns(gdf: gpd.GeoDataFrame, path: Path, mapping: dict[str, str], section: str,
+             required: tuple[str, ...]) -> gpd.GeoDataFrame:
+    out = gpd.GeoDataFrame(geometry=gdf.geometry.values, crs=gdf.crs, index=gdf.index)
+    for canon, actual in mapping.items():
+        if actual in gdf.columns:
+            out[canon] = gdf[actual].values
+        elif canon in required and len(gdf):
+            cols = ", ".join(c for c in gdf.columns if c != gdf.geometry.name)
+            raise RuleLayerError(f"{path}: no attribute '{actual}' (has {cols}); set rules.{section}.{canon} "
+                                 "in the config to the column that holds it")
+        else:
+            out[canon] = None
+    return out
+
+
+def _dates(series: pd.Series, path: Path, column: str) -> pd.Series:
+    def one(v):
+        if v is None or (isinstance(v, float) and pd.isna(v)):
+            return None
+        if isinstance(v, dt.datetime):
+            return v.date()
+        if isinstance(v, dt.date):
+            return v
+        try:
+            return pd.Timestamp(str(v)).date()
+        except (ValueError, TypeError):
+            raise RuleLayerError(f"{path}: '{v}' in '{column}' is not a date; write dates as YYYY-MM-DD") from None
+    return series.map(one)
+
+
+def load_rules(folder: str | Path | None, crs, cfg: RulesConfig) -> RuleLayers:
+    """Every rule layer found in ``folder``, in ``crs``; a missing folder is an error, missing layers are not."""
+    rules = RuleLayers()
+    if folder is None:
+        return rules
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RuleLayerError(f"{folder}: rules folder not found; pass --rules with a folder of layers "
+                             f"named {', '.join(LAYERS)}")
+    for name in LAYERS:
+        path = find_layer(folder, name)
+        if path is None:
+            continue
+        gdf = _repair(_read(path, crs), path, rules.problems)
+        rules.sources[name] = str(path)
+        if name == "farmland":
+            gdf = _columns(gdf, path, cfg.farmland.model_dump(), "farmland", ("class_code",))
+            gdf["class_code"] = gdf["class_code"].astype(str)
+            gdf = gdf[gdf["class_code"].isin(cfg.farmland_codes)]
+        elif name == "admin":
+            gdf = _columns(gdf, path, cfg.admin.model_dump(), "admin", ("code",))
+            gdf["code"] = gdf["code"].astype(str)
+        elif name == "mining_permits":
+            gdf = _columns(gdf, path, cfg.mining_permits.model_dump(), "mining_permits",
+                           ("permit_no", "valid_from", "valid_to"))
+            gdf["valid_from"] = _dates(gdf["valid_from"], path, cfg.mining_permits.valid_from)
+            gdf["valid_to"] = _dates(gdf["valid_to"], path, cfg.mining_permits.valid_to)
+        elif name == "approved_land":
+            gdf = _columns(gdf, path, cfg.approved_land.model_dump(), "approved_land", ("approval_no",))
+        setattr(rules, name, gdf.reset_index(drop=True))
+    return rules

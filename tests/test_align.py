@@ -1,0 +1,91 @@
+"""Pairing by footprint, window arithmetic of pairs, radiometric normalisation and cloud masks."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from satcheck.align import PairReader, pair_tiles
+from satcheck.config import MaskConfig, RunConfig
+from satcheck.masks import cloud_and_shadow
+from satcheck.radiometry import fit_normalisation
+from satcheck.tiles import open_tile
+from tests.generate import ORIGIN, textured, write
+
+
+@given(st.integers(-150, 150), st.integers(-150, 150), st.integers(20, 200), st.integers(20, 200))
+@settings(max_examples=25, deadline=None)
+def test_pair_window_is_the_footprint_intersection(tmp_path_factory, dx, dy, bw, bh):
+    tmp = tmp_path_factory.mktemp("p")
+    a = write(tmp / "a_20261001.tif", np.full((1, 100, 120), 0.3, np.float32), from_origin(*ORIGIN, 1, 1))
+    b_t = from_origin(ORIGIN[0] + dx, ORIGIN[1] - dy, 1, 1)
+    b = write(tmp / "b_20260901.tif", np.full((1, bh, bw), 0.3, np.float32), b_t)
+    c0, r0 = max(0, dx), max(0, dy)
+    c1, r1 = min(120, dx + bw), min(100, dy + bh)
+    try:
+        pairs = pair_tiles([open_tile(b)], [open_tile(a)])
+    except Exception:
+        assert c1 <= c0 or r1 <= r0
+        return
+    w = pairs[0].window
+    assert c1 > c0 and r1 > r0
+    # Same grid: the window is exact up to the one-pixel pad that covers partial pixels.
+    assert abs(w.col_off - c0) <= 1 and abs(w.row_off - r0) <= 1
+    assert abs((w.col_off + w.width) - c1) <= 1 and abs((w.row_off + w.height) - r1) <= 1
+
+
+def test_tiles_pair_by_footprint(tmp_path):
+    t = from_origin(*ORIGIN, 1, 1)
+    big = write(tmp_path / "b" / "big_20260901.tif", textured(1, (200, 200)), t)
+    afters = [write(tmp_path / "a" / f"t{i}_20261001.tif", textured(2, (100, 100)),
+                    from_origin(ORIGIN[0] + 100 * (i % 2), ORIGIN[1] - 100 * (i // 2), 1, 1)) for i in range(4)]
+    far = write(tmp_path / "a" / "far_20261001.tif", textured(3, (50, 50)), from_origin(ORIGIN[0] + 5000, ORIGIN[1], 1, 1))
+    pairs = pair_tiles([open_tile(big)], [open_tile(p) for p in [*afters, far]])
+    assert [p.after.path.name for p in pairs] == [p.name for p in afters]
+    assert all(p.window == Window(0, 0, 100, 100) for p in pairs)
+
+
+def test_histogram_matching_removes_gain_and_offset():
+    rng = np.random.default_rng(0)
+    after = rng.random((4, 64, 64), dtype=np.float32)
+    before = after * 0.7 + 0.1  # a different sun and haze
+    n = fit_normalisation(before, after, np.ones((64, 64), bool))
+    assert np.abs(n.apply(before, True) - n.apply(after, False)).max() < 0.02
+
+
+def test_reader_normalises_a_brighter_earlier_date(tmp_path):
+    t = from_origin(*ORIGIN, 1, 1)
+    img = textured(4, (128, 128))
+    a = write(tmp_path / "a_20261001.tif", img, t)
+    b = write(tmp_path / "b_20260901.tif", np.clip(img * 1.3 + 0.05, 0, 0.8), t)
+    pair = pair_tiles([open_tile(b)], [open_tile(a)])[0]
+    with PairReader(pair, RunConfig()) as r:
+        pw = r.read(Window(0, 0, 128, 128))
+    assert np.abs(pw.before - pw.after).mean() < 0.03
+
+
+def test_cloud_masked_roof_not():
+    cfg = MaskConfig()
+    img = np.full((4, 200, 200), 0.15, np.float32)
+    yy, xx = np.mgrid[0:200, 0:200]
+    cloud = (yy - 60) ** 2 + (xx - 60) ** 2 < 40**2
+    img[:, cloud] = 0.85
+    img[:, 150:158, 150:160] = 0.8  # a white roof, 80 m²
+    shadow = ((yy - 110) ** 2 + (xx - 130) ** 2 < 35**2) & ~cloud
+    img[:, shadow] *= 0.4
+    m = cloud_and_shadow(img, np.ones((200, 200), bool), cfg, px_m=1.0)
+    assert m[cloud].all()
+    assert m[shadow].mean() > 0.9
+    assert not m[150:158, 150:160].any()
+
+
+def test_band_count_mismatch_message(tmp_path):
+    from satcheck.errors import BandMismatchError
+
+    t = from_origin(*ORIGIN, 1, 1)
+    a = write(tmp_path / "a_20261001.tif", textured(1, (32, 32)), t)
+    b = write(tmp_path / "b_20260901.tif", textured(1, (32, 32), bands=3), t)
+    with pytest.raises(BandMismatchError, match="b_20260901.tif: has 3 bands"):
+        pair_tiles([open_tile(b)], [open_tile(a)])

@@ -1,0 +1,112 @@
+"""ChangeNet: shapes, gradients, learning, weights files and seamless tiled inference."""
+
+import numpy as np
+import pytest
+import torch
+
+from satcheck.errors import ModelError
+from satcheck.model.infer import Predictor, to_input
+from satcheck.model.network import IN_CHANNELS, ChangeNet, count_parameters, flops_per_megapixel
+from satcheck.model.weights import load_weights, save_weights
+
+
+def test_shapes_and_gradients():
+    torch.manual_seed(0)
+    m = ChangeNet()
+    for h, w in ((64, 64), (50, 77)):
+        b, a = torch.rand(2, IN_CHANNELS, h, w), torch.rand(2, IN_CHANNELS, h, w, requires_grad=True)
+        y = m(b, a)
+        assert y.shape == (2, 3, h, w)
+        y.sum().backward()
+        assert a.grad is not None and torch.isfinite(a.grad).all()
+        assert all(p.grad is not None for p in m.parameters())
+
+
+def test_budget():
+    m = ChangeNet()
+    assert count_parameters(m) <= 300_000
+    assert flops_per_megapixel(m) <= 10e9
+
+
+def test_a_few_steps_reduce_loss():
+    from satcheck.model.train import _loss
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    m = ChangeNet()
+    before = rng.random((4, 5, 64, 64), dtype=np.float32) * 0.3
+    after = before.copy()
+    label = np.zeros((4, 64, 64), np.uint8)
+    for i in range(4):
+        r, c = rng.integers(8, 40, 2)
+        after[i, :3, r:r + 16, c:c + 16] = 0.9
+        label[i, r:r + 16, c:c + 16] = 1
+    opt = torch.optim.Adam(m.parameters(), 1e-2)
+    tb, ta = torch.from_numpy(before), torch.from_numpy(after)
+    y, cls = torch.from_numpy(label), torch.from_numpy(label)
+    losses = []
+    for _ in range(25):
+        loss = _loss(m(tb, ta), y, cls)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_weights_roundtrip_and_mismatch(tmp_path):
+    m = ChangeNet(widths=(8, 16, 16, 24), decoder=16).eval()
+    path = save_weights(m, tmp_path / "w.pt", {"bands": [3, 4]})
+    m2, meta = load_weights(path)
+    x = torch.rand(1, IN_CHANNELS, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(m(x, x), m2(x, x))
+    assert meta == {"bands": [3, 4]}
+    # A state dict that does not fit the saved architecture.
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"] = ChangeNet().state_dict()
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ModelError, match="bad.pt: weights do not fit"):
+        load_weights(tmp_path / "bad.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not torch")
+    with pytest.raises(ModelError, match="junk.pt: not a satcheck weights file"):
+        load_weights(tmp_path / "junk.pt")
+    with pytest.raises(ModelError, match="not found"):
+        load_weights(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_blending_leaves_no_seam(engine):
+    """A uniform input gives a uniform output across window borders."""
+    torch.manual_seed(1)
+    m = ChangeNet().eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    pred = Predictor(m, "cpu", engine, tile_px=128, overlap_px=32, batch_size=3)
+    x = np.full((4, 300, 333), 0.4, np.float32)
+    prob, exc = pred.predict(to_input(x), to_input(x * 1.2))
+    assert prob.shape == (300, 333)
+    assert np.ptp(prob) < 1e-4 and np.ptp(exc) < 1e-4
+
+
+def test_tiled_equals_whole_in_the_interior():
+    torch.manual_seed(2)
+    m = ChangeNet().eval()
+    rng = np.random.default_rng(0)
+    b = to_input(rng.random((4, 256, 256), dtype=np.float32))
+    a = to_input(rng.random((4, 256, 256), dtype=np.float32))
+    whole, _ = Predictor(m, "cpu", "torch", tile_px=256, overlap_px=0).predict(b, a)
+    tiled, _ = Predictor(m, "cpu", "torch", tile_px=128, overlap_px=64).predict(b, a)
+    assert np.abs(whole - tiled)[32:-32, 32:-32].mean() < 0.02
+
+
+def test_onnx_matches_torch():
+    torch.manual_seed(3)
+    m = ChangeNet().eval()
+    rng = np.random.default_rng(1)
+    b = to_input(rng.random((3, 96, 96), dtype=np.float32))
+    a = to_input(rng.random((3, 96, 96), dtype=np.float32))
+    p1, _ = Predictor(m, "cpu", "torch", tile_px=96).predict(b, a)
+    p2, _ = Predictor(m, "cpu", "onnx", tile_px=96).predict(b, a)
+    assert np.abs(p1 - p2).max() < 1e-3

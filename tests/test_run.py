@@ -1,0 +1,67 @@
+"""satcheck run end to end through the CLI."""
+
+import json
+
+import geopandas as gpd
+import pytest
+import rasterio
+from shapely.geometry import box
+from typer.testing import CliRunner
+
+from satcheck.cli import app
+from tests.generate import square_pair
+
+runner = CliRunner()
+
+
+def _run(*args):
+    r = runner.invoke(app, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    return r
+
+
+@pytest.mark.parametrize("before_crs, before_res", [(None, None), ("EPSG:4326", None), ("EPSG:4548", 2.0),
+                                                     ("EPSG:4547", 2.0)])
+def test_planted_square_comes_back_at_its_coordinates(tmp_path, before_crs, before_res):
+    b, a, bounds = square_pair(tmp_path, before_crs=before_crs, before_res=before_res)
+    _run("run", b, a, "--out", tmp_path / "out", "--detector", "cva")
+    changes = gpd.read_file(tmp_path / "out" / "changes.gpkg", layer="changes")
+    assert changes.crs.to_epsg() == 4547
+    target = box(*bounds)
+    hit = changes[changes.intersects(target)]
+    assert len(hit) == 1
+    got = hit.geometry.iloc[0]
+    # Every edge within one pixel (1 m) of where the square was planted.
+    assert got.hausdorff_distance(target) <= 1.0 + 1e-6, (got.bounds, target.bounds)
+
+
+def test_run_outputs_and_json(tmp_path):
+    b, a, _ = square_pair(tmp_path)
+    r = _run("run", b, a, "--out", tmp_path / "out", "--detector", "cva", "--json")
+    summary = json.loads(r.output)
+    assert summary["changes"] == 1 and summary["pairs"] == 1
+    out = tmp_path / "out"
+    assert (out / "config.yaml").exists() and (out / "run.json").exists()
+    with rasterio.open(out / "probability" / "T_20261001.tif") as src:
+        assert src.crs.to_epsg() == 4547 and src.profile["tiled"] and src.overviews(1) is not None
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+
+
+def test_window_size_does_not_change_results(tmp_path):
+    """Small windows (many borders through the square) give the same polygon as one big window."""
+    b, a, bounds = square_pair(tmp_path, square=(60, 60, 70))
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("window:\n  size: 64\n")
+    _run("run", b, a, "--out", tmp_path / "big", "--detector", "cva")
+    _run("run", b, a, "--out", tmp_path / "small", "--detector", "cva", "--config", cfg)
+    g1 = gpd.read_file(tmp_path / "big" / "changes.gpkg").geometry
+    g2 = gpd.read_file(tmp_path / "small" / "changes.gpkg").geometry
+    assert len(g1) == len(g2) == 1
+    assert g1.iloc[0].symmetric_difference(g2.iloc[0]).area <= 0.02 * g1.iloc[0].area
+
+
+def test_inspect_and_version(tmp_path):
+    b, a, _ = square_pair(tmp_path)
+    r = _run("inspect", a, "--json")
+    assert json.loads(r.output)["date"] == "2026-10-01"
+    assert "satcheck" in _run("--version").output
