@@ -308,5 +308,14 @@ def main() -> None:
     app()
 
 
+def _register_subcommands() -> None:
+    from satcheck.cli_review import review_app
+
+    app.add_typer(review_app, name="review")
+
+
+_register_subcommands()
+
+
 if __name__ == "__main__":
     main()

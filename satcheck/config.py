@@ -144,6 +144,26 @@ class ReportConfig(_Strict):
     cjk_font: str | None = Field(None, description="TTF/TTC font with Chinese glyphs for the PDF; null = search the system.")
 
 
+class RejectReason(_Strict):
+    key: str
+    label: str
+    label_zh: str = ""
+
+
+class ReviewConfig(_Strict):
+    reasons: list[RejectReason] = [
+        RejectReason(key="seasonal", label="seasonal or crop change", label_zh="季节性/作物变化"),
+        RejectReason(key="cloud_shadow", label="cloud or shadow", label_zh="云或阴影"),
+        RejectReason(key="misregistration", label="misregistration", label_zh="配准误差"),
+        RejectReason(key="approved_legal", label="approved or legal", label_zh="已批准或合法"),
+        RejectReason(key="existed_before", label="existed before", label_zh="原已存在"),
+        RejectReason(key="other", label="other", label_zh="其他"),
+    ]
+    match_iou: float = Field(0.3, gt=0, le=1, description="IoU at which a new patch is the same case as a known one.")
+    match_share: float = Field(0.5, gt=0, le=1, description="Or: share of either patch covered by the other.")
+    regrow_share: float = Field(0.2, ge=0, description="A known case comes back to review when it grew by more than this.")
+
+
 class RunConfig(_Strict):
     window: WindowConfig = WindowConfig()
     align: AlignConfig = AlignConfig()
@@ -155,6 +175,7 @@ class RunConfig(_Strict):
     rules: RulesConfig = RulesConfig()
     patches: PatchConfig = PatchConfig()
     report: ReportConfig = ReportConfig()
+    review: ReviewConfig = ReviewConfig()
 
     def with_overrides(self, **dotted: object) -> "RunConfig":
         """Return a copy with ``section.key`` values replaced (None values skipped)."""

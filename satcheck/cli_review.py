@@ -1,0 +1,256 @@
+"""`satcheck review ...`: the ledger from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from satcheck.errors import SatcheckError
+
+review_app = typer.Typer(help="Review ledger: import patches, decide, export, statistics, local web page.",
+                         no_args_is_help=True)
+
+LEDGER = typer.Argument(..., help="Ledger file (SQLite), one per jurisdiction.")
+
+
+def _console():
+    from satcheck.cli import _fail, out
+
+    return out, _fail
+
+
+def _open(ledger: Path, config: Optional[Path], create: bool = False):
+    from satcheck.config import load_config
+    from satcheck.review.ledger import Ledger
+
+    return Ledger(ledger, load_config(config).review, create=create)
+
+
+CONFIG = typer.Option(None, "--config", "-c", help="Run configuration (YAML) with the review section.")
+BY = typer.Option(..., "--by", help="Reviewer name, recorded with the decision.")
+NOTE = typer.Option(None, "--note", help="Free text kept with the decision.")
+
+
+@review_app.command("import")
+def import_(ledger: Path = LEDGER, patches: Path = typer.Argument(..., help="patches.gpkg of a run."),
+            config: Optional[Path] = CONFIG) -> None:
+    """Add a period's patches; patches that continue a known case are linked to it."""
+    out, fail = _console()
+    try:
+        with _open(ledger, config, create=True) as lg:
+            r = lg.import_patches(patches)
+    except SatcheckError as exc:
+        raise fail(exc) from None
+    if r.already_imported:
+        out.print(f"{patches}: already imported; nothing changed")
+    else:
+        out.print(f"{r.added} new, {r.rereview} known cases back for review, {r.linked} linked to known cases"
+                  + (f", {r.skipped} already in the ledger" if r.skipped else ""))
+
+
+@review_app.command("list")
+def list_(ledger: Path = LEDGER, period: Optional[str] = typer.Option(None, "--period"),
+          cls: Optional[str] = typer.Option(None, "--class"), state: Optional[str] = typer.Option(None, "--state"),
+          admin: Optional[str] = typer.Option(None, "--admin"), min_area: Optional[float] = typer.Option(None, "--min-area"),
+          as_json: bool = typer.Option(False, "--json"), config: Optional[Path] = CONFIG) -> None:
+    """Patches with their current state, filtered."""
+    out, fail = _console()
+    try:
+        with _open(ledger, config) as lg:
+            rows = lg.patches(period, cls, state, admin, min_area)
+            reviewed, total = lg.progress(period)
+    except SatcheckError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps({"patches": rows, "reviewed": reviewed, "in_review": total}, ensure_ascii=False))
+        return
+    t = Table(title=f"{ledger}: {reviewed} / {total} reviewed", title_justify="left")
+    for c in ("patch_id", "period", "class", "area_m2", "admin", "state", "by"):
+        t.add_column(c, no_wrap=True)
+    for r in rows:
+        t.add_row(r["patch_id"], r["period"], r["class"], f"{r['area_m2']:.0f}", r["admin_name"] or "", r["state"],
+                  r["reviewer"])
+    out.print(t)
+
+
+@review_app.command()
+def show(ledger: Path = LEDGER, patch_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json"),
+         config: Optional[Path] = CONFIG) -> None:
+    """One patch: attributes and the history of decisions."""
+    out, fail = _console()
+    try:
+        with _open(ledger, config) as lg:
+            d = lg.patch(patch_id)
+    except SatcheckError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(d, ensure_ascii=False))
+        return
+    t = Table(title=f"{patch_id}: {d['state']}", show_header=False, title_justify="left")
+    for k, v in d["attrs"].items():
+        if v not in (None, ""):
+            t.add_row(k, str(v))
+    out.print(t)
+    for e in d["history"]:
+        out.print(f"  {e['at'][:19]} {e['reviewer']}: {e['from_state']} → {e['to_state']}"
+                  + (f" ({e['reason']})" if e["reason"] else "") + (f" — {e['note']}" if e["note"] else ""),
+                  highlight=False)
+
+
+def _decide(ledger: Path, ids: list[str], to: str, by: str, reason: Optional[str], note: Optional[str],
+            config: Optional[Path]) -> None:
+    out, fail = _console()
+    try:
+        with _open(ledger, config) as lg:
+            for pid in ids:
+                e = lg.decide(pid, to, by, reason, note)
+                out.print(f"{pid}: {e.from_state} → {e.to_state}")
+    except SatcheckError as exc:
+        raise fail(exc) from None
+
+
+IDS = typer.Argument(..., help="One or more patch ids.")
+
+
+@review_app.command()
+def accept(ledger: Path = LEDGER, patch_ids: list[str] = IDS, by: str = BY, note: Optional[str] = NOTE,
+           config: Optional[Path] = CONFIG) -> None:
+    """Accept: a confirmed suspect, goes to the field."""
+    _decide(ledger, patch_ids, "accepted", by, None, note, config)
+
+
+@review_app.command()
+def reject(ledger: Path = LEDGER, patch_ids: list[str] = IDS, by: str = BY,
+           reason: str = typer.Option(..., "--reason", help="seasonal, cloud_shadow, misregistration, approved_legal, "
+                                                            "existed_before, other (configurable)"),
+           note: Optional[str] = NOTE, config: Optional[Path] = CONFIG) -> None:
+    """Reject as a false alarm, with a reason."""
+    _decide(ledger, patch_ids, "rejected", by, reason, note, config)
+
+
+@review_app.command()
+def defer(ledger: Path = LEDGER, patch_ids: list[str] = IDS, by: str = BY, note: Optional[str] = NOTE,
+          config: Optional[Path] = CONFIG) -> None:
+    """Defer: decide later."""
+    _decide(ledger, patch_ids, "deferred", by, None, note, config)
+
+
+@review_app.command()
+def field(ledger: Path = LEDGER, patch_ids: list[str] = IDS,
+          result: str = typer.Option(..., "--result", help="verified_illegal, verified_legal or rectified"),
+          by: str = BY, note: Optional[str] = NOTE, config: Optional[Path] = CONFIG) -> None:
+    """Record the field team's result for accepted patches."""
+    from satcheck.review.states import FIELD_RESULTS
+
+    if result not in FIELD_RESULTS:
+        raise typer.BadParameter(f"'{result}' is not one of {', '.join(FIELD_RESULTS)}", param_hint="--result")
+    _decide(ledger, patch_ids, result, by, None, note, config)
+
+
+@review_app.command()
+def bulk(ledger: Path = LEDGER, csv_file: Path = typer.Argument(..., help="CSV with patch_id, decision, reason, note."),
+         by: str = BY, config: Optional[Path] = CONFIG) -> None:
+    """Apply many decisions from a CSV: all of them, or none if any row is wrong."""
+    out, fail = _console()
+    try:
+        with _open(ledger, config) as lg:
+            events = lg.bulk(csv_file, by)
+    except SatcheckError as exc:
+        raise fail(exc) from None
+    out.print(f"{len(events)} decisions applied")
+
+
+@review_app.command()
+def export(ledger: Path = LEDGER, out_file: Path = typer.Option(..., "--out", "-o",
+                                                               help="File: .gpkg, .geojson, .kml, .csv or .shp"),
+           state: Optional[str] = typer.Option(None, "--state", help="e.g. accepted: the list for the field teams"),
+           period: Optional[str] = typer.Option(None, "--period"), cls: Optional[str] = typer.Option(None, "--class"),
+           admin: Optional[str] = typer.Option(None, "--admin"), config: Optional[Path] = CONFIG) -> None:
+    """Export patches with their current state (status column)."""
+    from satcheck.export import FORMATS, write_all
+
+    out, fail = _console()
+    fmt = out_file.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"'{out_file.suffix}' is not one of .{', .'.join(FORMATS)}", param_hint="--out")
+    try:
+        with _open(ledger, config) as lg:
+            gdf = lg.geodataframe(period=period, cls=cls, state=state, admin=admin)
+        if len(gdf) == 0:
+            from satcheck.patches import empty_patches
+
+            gdf = empty_patches(lg.crs or "EPSG:4547")
+        from satcheck.patches import PATCH_FIELDS
+
+        gdf = gdf[list(PATCH_FIELDS) + ["geometry"]]
+        written = write_all(gdf, out_file.parent, (fmt,), stem=out_file.stem)
+    except SatcheckError as exc:
+        raise fail(exc) from None
+    out.print(f"{len(gdf)} patches → {written[fmt]}")
+
+
+@review_app.command()
+def stats(ledger: Path = LEDGER, as_json: bool = typer.Option(False, "--json"),
+          chart: Optional[Path] = typer.Option(None, "--chart", help="Also write a PNG chart here."),
+          config: Optional[Path] = CONFIG) -> None:
+    """Counts and areas by period, class, state and admin unit; false alarms by reason; reviewer throughput."""
+    from satcheck.review.stats import chart as make_chart
+    from satcheck.review.stats import stats as compute
+
+    out, fail = _console()
+    try:
+        with _open(ledger, config) as lg:
+            s = compute(lg)
+    except SatcheckError as exc:
+        raise fail(exc) from None
+    if chart:
+        make_chart(s, chart)
+    if as_json:
+        typer.echo(json.dumps(s, ensure_ascii=False))
+        return
+    out.print(f"[bold]{s['reviewed']} / {s['in_review']} reviewed[/] ({s['patches']} patches in the ledger)")
+    for key, title in (("by_period", "period"), ("by_class", "class"), ("by_state", "state"), ("by_admin", "admin code"),
+                       ("false_alarms_by_reason", "false alarms by reason")):
+        t = Table(title=title, title_justify="left")
+        t.add_column(title)
+        t.add_column("patches", justify="right")
+        t.add_column("area m²", justify="right")
+        for r in s[key]:
+            t.add_row(str(r["key"]), str(r["n"]), f"{r['area_m2'] or 0:.0f}")
+        out.print(t)
+    t = Table(title="reviewer throughput", title_justify="left")
+    for c in ("reviewer", "day", "decisions"):
+        t.add_column(c)
+    for r in s["throughput"]:
+        t.add_row(r["reviewer"], r["day"], str(r["decisions"]))
+    out.print(t)
+    if chart:
+        out.print(f"chart: {chart}")
+
+
+@review_app.command()
+def serve(ledger: Path = LEDGER, host: str = typer.Option("127.0.0.1", "--host"),
+          port: int = typer.Option(8765, "--port"),
+          token: Optional[str] = typer.Option(None, "--token", help="Required on any address but loopback."),
+          by: str = typer.Option("", "--by", help="Reviewer name filled in on the page."),
+          config: Optional[Path] = CONFIG) -> None:
+    """Open the local review page (list, map, before/after chips, keyboard decisions)."""
+    from satcheck.config import load_config
+    from satcheck.review.server import is_loopback
+    from satcheck.review.server import serve as run_server
+
+    out, fail = _console()
+    if not is_loopback(host) and not token:
+        raise typer.BadParameter(f"{host} is not a loopback address: pass --token so that only reviewers with it "
+                                 "can decide", param_hint="--token")
+    try:
+        cfg = load_config(config).review
+        url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
+        out.print(f"review page: {url}  (Ctrl-C to stop)")
+        run_server(ledger, host, port, token, cfg, by)
+    except SatcheckError as exc:
+        raise fail(exc) from None

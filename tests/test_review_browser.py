@@ -1,0 +1,113 @@
+"""End to end in a real headless browser: review three patches with the keyboard, then read the ledger.
+
+Debian's chromium is driven by Playwright (executable_path; Playwright's own browser download is never
+used). The set-up installs chromium with apt-get when it is missing; the test is skipped, saying why,
+only where it cannot be installed.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from satcheck.review.ledger import Ledger
+from tests.review_data import patch_file
+
+CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _chromium() -> str | None:
+    for c in CANDIDATES:
+        if os.path.exists(c):
+            return c
+    return None
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = _chromium()
+    if path is None and shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for cmd in (["apt-get", "install", "-y", "-q", "chromium"], ["apt-get", "update", "-q"],
+                    ["apt-get", "install", "-y", "-q", "chromium"]):
+            subprocess.run(cmd, env=env, capture_output=True, timeout=900)
+            path = _chromium()
+            if path:
+                break
+    if path is None:
+        pytest.skip("Debian chromium is not installed and could not be installed here (needs root and apt-get)")
+    pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed: pip install playwright")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(tmp_path):
+    f = patch_file(tmp_path / "p.gpkg", "2026-10", [(f"{i:04d}", "farmland_construction", (i * 60, 0, 25, 25))
+                                                    for i in range(1, 5)])
+    ledger = tmp_path / "ledger.sqlite"
+    with Ledger(ledger) as lg:
+        lg.import_patches(f)
+        lg.decide("360821-202610-0004", "deferred", "setup", note='<img src=x onerror="window.pwned=1">')
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "satcheck.cli", "review", "serve", str(ledger), "--port", str(port),
+                             "--by", "王五"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"review server did not start: {proc.stdout.read().decode()}")
+    yield url, ledger
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_review_three_patches_with_the_keyboard(chromium, server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, ledger = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(url)
+        page.wait_for_selector("#list li")
+        page.wait_for_function("document.getElementById('d-title').textContent.includes('0001')")
+        page.keyboard.press("a")  # accept 0001
+        page.wait_for_function("document.getElementById('d-title').textContent.includes('0002')")
+        page.keyboard.press("r")  # reject 0002 ...
+        page.keyboard.press("1")  # ... as seasonal change
+        page.wait_for_function("document.getElementById('d-title').textContent.includes('0003')")
+        page.keyboard.press("d")  # defer 0003
+        page.wait_for_function("document.getElementById('progress').textContent.startsWith('2 / 4')")
+        # A note with markup is shown as text, never run.
+        page.click("#list li:nth-child(4)")
+        page.wait_for_function("document.getElementById('history').textContent.includes('onerror')")
+        assert page.evaluate("window.pwned") is None
+        assert page.locator("#history img").count() == 0
+        shot = Path(os.environ.get("SATCHECK_SCREENSHOT", tmp_path / "review.png"))
+        page.screenshot(path=str(shot))
+        browser.close()
+    with Ledger(ledger) as lg:
+        assert lg.state("360821-202610-0001") == "accepted"
+        assert lg.state("360821-202610-0002") == "rejected"
+        assert lg.history("360821-202610-0002")[-1].reason == "seasonal"
+        assert lg.history("360821-202610-0002")[-1].reviewer == "王五"
+        assert lg.state("360821-202610-0003") == "deferred"
