@@ -304,6 +304,82 @@ def score(
               + (f"; change type right for {s.type_correct:.0%}" if s.type_correct is not None else ""))
 
 
+@app.command()
+def batch(
+    manifest: Path = typer.Argument(..., help="Batch manifest (YAML); see configs/batch.example.yaml."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Local worker processes (default: all cores)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786."),
+    force: bool = typer.Option(False, "--force", help="Redo every tile, even those already done."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
+) -> None:
+    """Run a monthly batch: detection, patches, exports, sheets and ledger import for every tile."""
+    from satcheck.batch.run import run_batch
+
+    if workers is not None and workers < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--workers")
+    try:
+        if as_json or not err.is_terminal:
+            res = run_batch(manifest, workers, scheduler, force, progress=None if as_json else _plain_progress)
+        else:
+            res = _batch_with_bar(lambda p: run_batch(manifest, workers, scheduler, force, progress=p))
+    except SatcheckError as exc:
+        raise _fail(exc) from None
+    s = res.summary()
+    if as_json:
+        typer.echo(json.dumps(s, ensure_ascii=False))
+    else:
+        _print_batch(s)
+    if res.failed:
+        raise typer.Exit(code=3)
+
+
+def _plain_progress(p: dict) -> None:
+    state = f"FAILED {p['error']}" if p.get("error") else "done"
+    err.print(f"[{p['done'] + p['failed']}/{p['todo']}] {p['tile']}: {state} "
+              f"({p['pixels'] / 1e6 / max(p['seconds'], 1e-9):.2f} Mpx/s)", highlight=False, soft_wrap=True)
+
+
+def _batch_with_bar(job):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("tiles"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task("tiles", total=None, rate="")
+
+        def progress(p: dict) -> None:
+            if p.get("error"):
+                err.print(f"[red]tile {p['tile']} failed:[/] {p['error']}", highlight=False)
+            bar.update(task, total=p["todo"], completed=p["done"] + p["failed"],
+                       rate=f"{p['pixels'] / 1e6 / max(p['seconds'], 1e-9):.2f} Mpx/s")
+
+        return job(progress)
+
+
+def _print_batch(s: dict) -> None:
+    t = Table(title=f"satcheck batch {s['period']}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    if s["already_complete"]:
+        t.add_row("state", "already complete: nothing to do (--force redoes it)")
+    t.add_row("tiles", f"{s['tiles']} ({s['processed']} processed now, {s['skipped']} already done, "
+                       f"{len(s['failed'])} failed) on {s['workers']}")
+    for name, why in s["failed"].items():
+        t.add_row(f"  failed {name}", why)
+    if s["area_km2"] is not None:
+        t.add_row("area covered", f"{s['area_km2']} km²")
+        t.add_row("changes", str(s["changes"]))
+    if s.get("patches"):
+        for k, v in s["patches"]["by_class"].items():
+            t.add_row(f"  {k}", f"{v['count']} patches, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)")
+    if s.get("ledger"):
+        lg = s["ledger"]
+        t.add_row("ledger", f"{lg['path']}: {lg['added']} new, {lg['rereview']} back for review, {lg['linked']} linked")
+    t.add_row("time", f"{s['seconds']} s ({s['mpx_per_s']} Mpx/s over the tiles processed now)")
+    t.add_row("outputs", s["out"])
+    t.add_row("log", s["log"])
+    out.print(t)
+
+
 def main() -> None:
     app()
 

@@ -67,3 +67,23 @@ def square_pair(folder: Path, *, size: int = 256, square: tuple[int, int, int] =
     x0, y1 = t * (c, r)
     x1, y0 = t * (c + s, r + s)
     return b_path, a_path, (x0, y0, x1, y1)
+
+
+def mosaic_pair(folder: Path, *, tiles: int = 2, tile_px: int = 128, square: tuple[int, int, int] | None = None,
+                seed: int = 5) -> tuple[Path, Path, tuple]:
+    """One earlier tile and the later date cut into tiles × tiles tiles; a roof square planted at (row, col, side)."""
+    size = tiles * tile_px
+    t = from_origin(*ORIGIN, 1.0, 1.0)
+    before = textured(seed, (size, size))
+    after = before.copy()
+    r, c, s = square or (size // 2 - 20, size // 2 - 20, 40)  # over the corner where four tiles meet
+    after[:, r:r + s, c:c + s] = np.asarray([0.50, 0.50, 0.50, 0.45], np.float32)[:, None, None]
+    write(folder / "before" / "M_20260901.tif", before, t)
+    for i in range(tiles):
+        for j in range(tiles):
+            sub = after[:, i * tile_px:(i + 1) * tile_px, j * tile_px:(j + 1) * tile_px]
+            write(folder / "after" / f"M_20261001_r{i}c{j}.tif", sub, from_origin(ORIGIN[0] + j * tile_px,
+                                                                                ORIGIN[1] - i * tile_px, 1.0, 1.0))
+    x0, y1 = t * (c, r)
+    x1, y0 = t * (c + s, r + s)
+    return folder / "before", folder / "after", (x0, y0, x1, y1)

@@ -1,35 +1,25 @@
-"""One run: two dates of tiles in, change polygons and probability rasters out."""
+"""One run: two dates of tiles in, change polygons (and with rule layers, patches) out."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import geopandas as gpd
-import numpy as np
-import rasterio
-import rasterio.shutil
-from rasterio.windows import Window
 
 from satcheck import __version__
-from satcheck.align import Pair, PairReader, pair_tiles
+from satcheck.align import Pair, pair_tiles
 from satcheck.atomic import atomic_path
 from satcheck.batch.enforce import enforcement_outputs, patch_summary
+from satcheck.batch.tile import detect_pair, pixel_area_m2, reproject_pieces, unit_factor
 from satcheck.config import RunConfig, dump_config
 from satcheck.detect import get_detector
-from satcheck.detect.cleanup import clean_mask
-from satcheck.detect.polygons import Piece, merge_pieces, window_pieces
+from satcheck.detect.polygons import Piece, merge_pieces
 from satcheck.errors import OutputError
 from satcheck.tiles import find_tiles, open_tile
-from satcheck.windows import window_grid, with_halo
-
-PROB_NODATA = 255
-PROB_SCALE = 250  # probability 1.0 is stored as 250
 
 Progress = Callable[[str, int, int], None]  # (pair name, pixels done, pixels total)
 
@@ -49,7 +39,7 @@ class RunResult:
 
     def summary(self) -> dict[str, object]:
         by_type = self.changes.groupby("change_type")["area_m2"].agg(["count", "sum"]) if len(self.changes) else None
-        px_area = abs(self.pairs[0].after.res[0] * self.pairs[0].after.res[1]) if self.pairs else 0
+        px_area = pixel_area_m2(self.pairs[0]) if self.pairs else 0
         return {
             "satcheck": __version__,
             "detector": self.detector,
@@ -68,40 +58,22 @@ class RunResult:
              if self.patches is not None else {})
 
 
-def detect_changes(before: str | Path, after: str | Path, out: str | Path, config: RunConfig,
-                   progress: Progress | None = None, rules: str | Path | None = None) -> RunResult:
-    """Detect change between two dates of tiles and write the results under ``out``."""
-    t0 = time.perf_counter()
-    out = Path(out)
-    befores = [open_tile(p) for p in find_tiles(before)]
-    afters = [open_tile(p) for p in find_tiles(after)]
-    pairs = pair_tiles(befores, afters)
+def make_outdir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out}: cannot create the output folder ({exc.strerror}); choose a writable --out") from None
-    detector = get_detector(config.detect, pairs[0].after.count)
+
+
+def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig, rules: str | Path | None,
+           detector_name: str, t0: float, masked: int, extra: dict | None = None) -> RunResult:
+    """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary."""
     crs = pairs[0].after.crs
-    pieces: list[Piece] = []
-    pixels = masked = 0
+    pixels = sum(p.pixels for p in pairs)
+    changes = merge_pieces(pieces, crs, pixel_area_m2(pairs[0]), config.cleanup.min_area_m2)
     outputs: dict[str, str] = {}
-    total = sum(p.pixels for p in pairs)
-    done = 0
-    for pair in pairs:
-        with PairReader(pair, config) as reader:
-            detector.prepare(reader.sample, reader.px_m)
-            prob_path = out / "probability" / f"{pair.name}.tif"
-            pair_pieces, n_masked = _detect_pair(pair, reader, detector, config, prob_path,
-                                                 lambda n: progress and progress(pair.name, done + n, total))
-        done += pair.pixels
-        pixels += pair.pixels
-        masked += n_masked
-        if pair.after.crs != crs:
-            pair_pieces = _reproject_pieces(pair_pieces, pair.after.crs, crs)
-        pieces.extend(pair_pieces)
-        outputs.setdefault("probability", str(out / "probability"))
-    px_area = abs(pairs[0].after.res[0] * pairs[0].after.res[1]) * _unit_factor(crs) ** 2
-    changes = merge_pieces(pieces, crs, px_area, config.cleanup.min_area_m2)
+    if config.output.probability_cog:
+        outputs["probability"] = str(out / "probability")
     changes_path = out / "changes.gpkg"
     with atomic_path(changes_path) as tmp:
         changes.to_file(tmp, layer="changes", driver="GPKG", engine="pyogrio")
@@ -114,74 +86,42 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     with atomic_path(config_path) as tmp:
         tmp.write_text(dump_config(config), encoding="utf-8")
     outputs["config"] = str(config_path)
-    result = RunResult(out, changes, pairs, detector.name, time.perf_counter() - t0, pixels,
+    result = RunResult(out, changes, pairs, detector_name, time.perf_counter() - t0, pixels,
                        masked / max(pixels, 1), outputs, patches, problems)
     summary_path = out / "run.json"
     outputs["summary"] = str(summary_path)
     with atomic_path(summary_path) as tmp:
-        tmp.write_text(json.dumps(result.summary() | {
-            "before": str(before), "after": str(after),
+        tmp.write_text(json.dumps(result.summary() | (extra or {}) | {
             "tiles": [{"after": str(p.after.path), "before": [str(b.path) for b in p.befores]} for p in pairs],
         }, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return result
 
 
-def _unit_factor(crs) -> float:
-    return crs.linear_units_factor[1] if crs.is_projected else 111_320.0
-
-
-def _detect_pair(pair: Pair, reader: PairReader, detector, config: RunConfig, prob_path: Path,
-                 progress: Callable[[int], None]) -> tuple[list[Piece], int]:
-    a = pair.after
-    px_area = abs(a.res[0] * a.res[1]) * _unit_factor(a.crs) ** 2
-    halo = max(config.window.halo, detector.halo + config.cleanup.open_px + config.cleanup.close_px + 2)
+def detect_changes(before: str | Path, after: str | Path, out: str | Path, config: RunConfig,
+                   progress: Progress | None = None, rules: str | Path | None = None) -> RunResult:
+    """Detect change between two dates of tiles and write the results under ``out``."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    befores = [open_tile(p) for p in find_tiles(before)]
+    afters = [open_tile(p) for p in find_tiles(after)]
+    pairs = pair_tiles(befores, afters)
+    make_outdir(out)
+    detector = get_detector(config.detect, pairs[0].after.count)
+    crs = pairs[0].after.crs
     pieces: list[Piece] = []
-    n_masked = 0
-    done = 0
-    profile = {"driver": "GTiff", "width": a.width, "height": a.height, "count": 1, "dtype": "uint8",
-               "crs": a.crs, "transform": a.transform, "nodata": PROB_NODATA, "tiled": True,
-               "blockxsize": 512, "blockysize": 512, "compress": "deflate"}
-    write_prob = config.output.probability_cog
-    dst = None
-    if write_prob:
-        prob_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{prob_path.stem}.", suffix=".scratch.tif", dir=prob_path.parent)
-        os.close(fd)
-        scratch = Path(name)
-        dst = rasterio.open(scratch, "w", **profile)
-    try:
-        for core in window_grid(a.width, a.height, config.window.size, pair.window):
-            grown, (rows, cols) = with_halo(core, halo, a.width, a.height)
-            pw = reader.read(grown)
-            scores = detector.score(pw)
-            mask = (scores.probability >= detector.threshold) & pw.valid
-            mask = clean_mask(mask, config.cleanup, px_area)[rows, cols]
-            prob = scores.probability[rows, cols]
-            valid = pw.valid[rows, cols]
-            n_masked += int(pw.masked[rows, cols].sum())
-            if dst is not None:
-                q = np.where(valid, np.round(np.clip(prob, 0, 1) * PROB_SCALE), PROB_NODATA).astype(np.uint8)
-                dst.write(q[None], window=core)
-            pieces.extend(window_pieces(mask, prob, scores.change_type[rows, cols],
-                                        rasterio.windows.transform(core, a.transform), a.path.name))
-            done += int(core.width * core.height)
-            progress(done)
-        if dst is not None:
-            dst.close()
-            with atomic_path(prob_path) as tmp:
-                rasterio.shutil.copy(scratch, tmp, driver="COG", compress="DEFLATE", overview_resampling="average")
-    finally:
-        if dst is not None:
-            dst.close()
-            scratch.unlink(missing_ok=True)
-    return pieces, n_masked
+    masked = done = 0
+    total = sum(p.pixels for p in pairs)
+    for pair in pairs:
+        def tick(n: int, base: int = done, name: str = pair.name) -> None:
+            if progress:
+                progress(name, base + n, total)
+
+        r = detect_pair(pair, detector, config, out / "probability" / f"{pair.name}.tif", tick)
+        done += pair.pixels
+        masked += r.masked
+        pieces.extend(reproject_pieces(r.pieces, pair.after.crs, crs))
+    return finish(pieces, pairs, out, config, rules, detector.name, t0, masked,
+                  {"before": str(before), "after": str(after)})
 
 
-def _reproject_pieces(pieces: list[Piece], src, dst) -> list[Piece]:
-    g = gpd.GeoSeries([p.geometry for p in pieces], crs=src).to_crs(dst)
-    for p, geom in zip(pieces, g):
-        p.geometry = geom
-    return pieces
-
-
-__all__ = ["detect_changes", "RunResult", "Window"]
+__all__ = ["detect_changes", "finish", "RunResult", "unit_factor"]

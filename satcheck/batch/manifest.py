@@ -1,0 +1,109 @@
+"""The batch manifest: one YAML file that names everything a monthly run needs."""
+
+from __future__ import annotations
+
+import glob
+import json
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from satcheck.config import RunConfig, _validate, load_config, load_yaml
+from satcheck.errors import ConfigError, TileReadError
+from satcheck.tiles import TILE_SUFFIXES, find_tiles
+
+
+class TileSet(BaseModel):
+    """Tiles of one date: a folder, a glob pattern, or a STAC catalog / item collection (JSON)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str
+    asset: str | None = Field(None, description="STAC asset key; default: the first GeoTIFF asset of each item.")
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    period: str = Field(..., description="YYYY-MM")
+    before: TileSet
+    after: TileSet
+    rules: str | None = None
+    ledger: str | None = None
+    out: str
+    config: str | None = Field(None, description="Run configuration (YAML); default: the built-in defaults.")
+    detector: str | None = None
+    device: str | None = None
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: str) -> str:
+        if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", v):
+            raise ValueError(f"'{v}' is not a period; write it as YYYY-MM, e.g. 2026-10")
+        return v
+
+    @field_validator("before", "after", mode="before")
+    @classmethod
+    def _tileset(cls, v):
+        return {"path": v} if isinstance(v, str) else v
+
+
+def load_manifest(path: str | Path) -> tuple[Manifest, RunConfig]:
+    """The manifest and its run configuration; relative paths are taken from the manifest's folder."""
+    path = Path(path)
+    raw = load_yaml(path)
+    m: Manifest = _validate(Manifest, raw, str(path))
+    base = path.resolve().parent
+
+    def rel(p: str | None) -> str | None:
+        return None if p is None else str(((base / p) if not Path(p).is_absolute() else Path(p)).resolve())
+
+    m = m.model_copy(update={
+        "before": m.before.model_copy(update={"path": rel(m.before.path)}),
+        "after": m.after.model_copy(update={"path": rel(m.after.path)}),
+        "rules": rel(m.rules), "ledger": rel(m.ledger), "out": rel(m.out), "config": rel(m.config)})
+    for name, ts in (("before", m.before), ("after", m.after)):
+        p = Path(ts.path)
+        if not any(c in ts.path for c in "*?[") and not p.exists():
+            raise ConfigError(f"{path}: {name} tiles '{ts.path}' not found; fix '{name}:' in the manifest")
+    if m.rules and not Path(m.rules).is_dir():
+        raise ConfigError(f"{path}: rules folder '{m.rules}' not found; fix 'rules:' in the manifest")
+    cfg = load_config(m.config).with_overrides(**{"detect.detector": m.detector, "detect.device": m.device})
+    return m, cfg
+
+
+def resolve_tiles(ts: TileSet) -> list[Path]:
+    """The GeoTIFFs of a tile set, sorted."""
+    p = Path(ts.path)
+    if p.suffix.lower() == ".json" and p.is_file():
+        return _stac_tiles(p, ts.asset)
+    if any(c in ts.path for c in "*?["):
+        found = sorted(Path(f) for f in glob.glob(ts.path, recursive=True) if Path(f).suffix.lower() in TILE_SUFFIXES)
+        if not found:
+            raise TileReadError(f"{ts.path}: the pattern matches no .tif file; fix the glob in the manifest")
+        return found
+    return find_tiles(p)
+
+
+def _stac_tiles(path: Path, asset: str | None) -> list[Path]:
+    import pystac
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("type") == "FeatureCollection":
+        items = list(pystac.ItemCollection.from_dict(data))
+    else:
+        cat = pystac.read_file(str(path))
+        items = list(cat.get_items(recursive=True)) if hasattr(cat, "get_items") else [cat]
+    out = []
+    for item in items:
+        assets = item.assets
+        chosen = assets.get(asset) if asset else next(
+            (a for a in assets.values() if (a.media_type or "").startswith("image/tiff") or a.href.lower().endswith(".tif")),
+            None)
+        if chosen is None:
+            raise TileReadError(f"{path}: item '{item.id}' has no {'asset ' + repr(asset) if asset else 'GeoTIFF asset'}; "
+                                "set 'asset:' in the manifest")
+        href = chosen.get_absolute_href() or chosen.href
+        out.append(Path(href if Path(href).is_absolute() else path.parent / href))
+    if not out:
+        raise TileReadError(f"{path}: the STAC file lists no items")
+    return sorted(out)

@@ -1,0 +1,296 @@
+"""Monthly batches: every tile of a jurisdiction, resumable, in parallel or on a Dask cluster.
+
+Each tile pair is an independent task whose results (change pieces and a
+probability COG) land in ``OUT/tiles/<name>/`` under temporary names; a
+``done.json`` marker is renamed into place last.  A rerun skips tiles whose
+marker matches the tile's inputs and configuration, so after ``kill -9`` at
+any point the same command finishes the job without redoing or
+duplicating anything.  Merging across tile edges, patches, exports,
+sheets and the ledger import run once all tiles are done; they are cheap
+and idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+from rasterio.windows import Window
+
+from satcheck.align import Pair, pair_tiles
+from satcheck.atomic import atomic_path
+from satcheck.batch.manifest import Manifest, load_manifest, resolve_tiles
+from satcheck.batch.pipeline import RunResult, finish, make_outdir
+from satcheck.batch.tile import detect_pair, read_pieces, reproject_pieces, write_pieces
+from satcheck.config import RunConfig
+from satcheck.errors import SatcheckError
+from satcheck.tiles import TileInfo, open_tile
+
+Progress = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class TileTask:
+    """Everything a worker needs for one tile pair, as plain data (it travels to other processes)."""
+
+    name: str
+    after: str
+    befores: tuple[str, ...]
+    window: tuple[int, int, int, int]
+    config_json: str
+    out: str
+    fingerprint: str
+
+
+@dataclass
+class BatchResult:
+    manifest: Manifest
+    tiles: int
+    done_now: int
+    skipped: int
+    failed: dict[str, str]
+    run: RunResult | None
+    seconds: float
+    already_complete: bool = False
+    ledger: dict | None = None
+    log: str = ""
+    workers: str = ""
+    pixels_now: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        s = self.run.summary() if self.run else {}
+        return {
+            "period": self.manifest.period, "tiles": self.tiles, "processed": self.done_now, "skipped": self.skipped,
+            "failed": self.failed, "already_complete": self.already_complete, "workers": self.workers,
+            "seconds": round(self.seconds, 2),
+            "mpx_per_s": round(self.pixels_now / 1e6 / max(self.seconds, 1e-9), 3),
+            "area_km2": s.get("area_km2"), "changes": s.get("changes"), "patches": s.get("patches"),
+            "ledger": self.ledger, "log": self.log, "out": self.manifest.out,
+        }
+
+
+def _fingerprint(after: TileInfo, befores: tuple[TileInfo, ...], config_json: str) -> str:
+    h = hashlib.sha256(config_json.encode())
+    for t in (after, *befores):
+        st = t.path.stat()
+        h.update(f"{t.path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:20]
+
+
+def tile_dir(out: str | Path, name: str) -> Path:
+    return Path(out) / "tiles" / name
+
+
+def is_done(task: TileTask) -> bool:
+    marker = tile_dir(task.out, task.name) / "done.json"
+    try:
+        return json.loads(marker.read_text())["fingerprint"] == task.fingerprint
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+_DETECTORS: dict[str, object] = {}
+
+
+def run_tile(task: TileTask) -> dict:
+    """Process one tile pair (in any process or Dask worker); never raises."""
+    t0 = time.perf_counter()
+    d = tile_dir(task.out, task.name)
+    try:
+        from satcheck.detect import get_detector
+
+        cfg = RunConfig.model_validate_json(task.config_json)
+        pair = Pair(open_tile(task.after), tuple(open_tile(b) for b in task.befores), Window(*task.window))
+        key = f"{task.config_json}|{pair.after.count}"
+        if key not in _DETECTORS:  # building the model (and its ONNX session) once per process
+            _DETECTORS[key] = get_detector(cfg.detect, pair.after.count)
+        det = _DETECTORS[key]
+        d.mkdir(parents=True, exist_ok=True)
+        # Leftovers of a run killed while it worked on this tile.
+        _remove_temporaries([d, Path(task.out) / "probability"], f".{task.name}.")
+        _remove_temporaries([d], ".")
+        r = detect_pair(pair, det, cfg, Path(task.out) / "probability" / f"{task.name}.tif")
+        write_pieces(r.pieces, pair.after.crs, d / "pieces.gpkg")
+        info = {"name": task.name, "fingerprint": task.fingerprint, "pixels": r.pixels, "masked": r.masked,
+                "pieces": len(r.pieces), "seconds": round(time.perf_counter() - t0, 3), "detector": det.name,
+                "crs": pair.after.crs.to_string()}
+        with atomic_path(d / "done.json") as tmp:
+            tmp.write_text(json.dumps(info))
+        (d / "failed.json").unlink(missing_ok=True)
+        return info
+    except Exception as exc:  # a corrupt tile must not stop the batch
+        msg = str(exc).splitlines()[0] if isinstance(exc, SatcheckError) else f"{type(exc).__name__}: {exc}"
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            with atomic_path(d / "failed.json") as tmp:
+                tmp.write_text(json.dumps({"name": task.name, "error": msg, "trace": traceback.format_exc()[-4000:]}))
+        except OSError:
+            pass
+        return {"name": task.name, "error": msg, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+class JsonLog:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.f = open(path, "a", encoding="utf-8")
+
+    def __call__(self, event: str, **data) -> None:
+        rec = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), "event": event} | data
+        self.f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _remove_temporaries(folders: list[Path], prefix: str) -> None:
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for f in folder.iterdir():
+            if f.name.startswith(prefix) and (".part" in f.name or f.name.endswith(".scratch.tif")):
+                if f.is_dir():
+                    shutil.rmtree(f, ignore_errors=True)
+                else:
+                    f.unlink(missing_ok=True)
+
+
+def _open_all(paths: list[Path], failed: dict[str, str], log: JsonLog) -> list[TileInfo]:
+    out = []
+    for p in paths:
+        try:
+            out.append(open_tile(p))
+        except SatcheckError as exc:
+            failed[p.stem] = str(exc)
+            log("tile_failed", tile=p.stem, error=str(exc))
+    return out
+
+
+def run_batch(manifest_path: str | Path, workers: int | None = None, scheduler: str | None = None,
+              force: bool = False, progress: Progress | None = None) -> BatchResult:
+    t0 = time.perf_counter()
+    m, cfg = load_manifest(manifest_path)
+    out = Path(m.out)
+    make_outdir(out)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    log = JsonLog(out / "logs" / f"batch-{stamp}-{os.getpid()}.jsonl")
+    try:
+        return _run(m, cfg, out, workers, scheduler, force, progress, log, t0)
+    finally:
+        log.close()
+
+
+def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler: str | None, force: bool,
+         progress: Progress | None, log: JsonLog, t0: float) -> BatchResult:
+    failed: dict[str, str] = {}
+    befores = _open_all(resolve_tiles(m.before), failed, log)
+    afters = _open_all(resolve_tiles(m.after), failed, log)
+    pairs = pair_tiles(befores, afters)
+    n_workers = 1 if scheduler else max(1, workers or os.cpu_count() or 1)
+    if cfg.detect.model.threads is None and not scheduler:
+        cfg = cfg.with_overrides(**{"detect.model.threads": max(1, (os.cpu_count() or 1) // n_workers)})
+    # Threads do not change results, so they stay out of the fingerprint: 1 and N workers share tiles.
+    fp_cfg = cfg.with_overrides(**{"detect.model.threads": 1}).model_dump_json()
+    tasks = [TileTask(p.name, str(p.after.path), tuple(str(b.path) for b in p.befores),
+                      (int(p.window.col_off), int(p.window.row_off), int(p.window.width), int(p.window.height)),
+                      cfg.model_dump_json(), str(out), _fingerprint(p.after, p.befores, fp_cfg)) for p in pairs]
+    batch_fp = hashlib.sha256("|".join(t.fingerprint for t in tasks).encode() + (m.rules or "").encode()
+                              + (m.ledger or "").encode()).hexdigest()[:20]
+    state_path = out / "batch.json"
+    if not force and state_path.exists() and not failed:
+        state = json.loads(state_path.read_text())
+        if state.get("state") == "complete" and state.get("fingerprint") == batch_fp and all(is_done(t) for t in tasks):
+            log("already_complete", fingerprint=batch_fp)
+            return BatchResult(m, len(tasks), 0, len(tasks), {}, None, time.perf_counter() - t0, already_complete=True,
+                               log=str(log.path), workers=_describe(n_workers, scheduler))
+    todo = [t for t in tasks if force or not is_done(t)]
+    # Merge outputs of a run killed while it wrote them (one batch per output folder at a time).
+    _remove_temporaries([out, out / "chips"], ".")
+    log("batch_start", period=m.period, tiles=len(tasks), todo=len(todo), workers=n_workers, scheduler=scheduler)
+    pixels_now = 0
+    done_now = 0
+    for info in _execute(todo, n_workers, scheduler):
+        if "error" in info:
+            failed[info["name"]] = info["error"]
+            log("tile_failed", tile=info["name"], error=info["error"])
+        else:
+            done_now += 1
+            pixels_now += info["pixels"]
+            log("tile_done", tile=info["name"], pixels=info["pixels"], pieces=info["pieces"], seconds=info["seconds"])
+        if progress:
+            progress({"tile": info["name"], "done": done_now, "todo": len(todo), "failed": len(failed),
+                      "pixels": pixels_now, "seconds": time.perf_counter() - t0, "error": info.get("error")})
+    ok_pairs = [p for p in pairs if p.name not in failed and is_done(_task_of(tasks, p.name))]
+    if not ok_pairs:
+        log("batch_end", state="failed", failed=failed)
+        return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, None, time.perf_counter() - t0,
+                           log=str(log.path), workers=_describe(n_workers, scheduler), pixels_now=pixels_now)
+    crs = ok_pairs[0].after.crs
+    pieces, masked = [], 0
+    for p in ok_pairs:
+        d = tile_dir(out, p.name)
+        info = json.loads((d / "done.json").read_text())
+        masked += info["masked"]
+        pieces.extend(reproject_pieces(read_pieces(d / "pieces.gpkg", crs), p.after.crs, crs))
+    detector = json.loads((tile_dir(out, ok_pairs[0].name) / "done.json").read_text()).get("detector", "")
+    run = finish(pieces, ok_pairs, out, cfg, m.rules, detector, t0, masked, {"period": m.period})
+    ledger_info = None
+    if m.ledger and run.patches is not None:
+        from satcheck.review.ledger import Ledger
+
+        with Ledger(m.ledger, cfg.review) as lg:
+            r = lg.import_patches(out / "patches.gpkg", reviewer="batch")
+        ledger_info = {"path": m.ledger, "added": r.added, "rereview": r.rereview, "linked": r.linked,
+                       "skipped": r.skipped}
+        log("ledger_import", **ledger_info)
+    state = {"state": "complete" if not failed else "partial", "fingerprint": batch_fp, "period": m.period,
+             "tiles": len(tasks), "failed": failed,
+             "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    with atomic_path(state_path) as tmp:
+        tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False))
+    log("batch_end", state=state["state"], failed=failed, seconds=round(time.perf_counter() - t0, 2))
+    return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, run, time.perf_counter() - t0,
+                       ledger=ledger_info, log=str(log.path), workers=_describe(n_workers, scheduler),
+                       pixels_now=pixels_now)
+
+
+def _task_of(tasks: list[TileTask], name: str) -> TileTask:
+    return next(t for t in tasks if t.name == name)
+
+
+def _describe(n: int, scheduler: str | None) -> str:
+    return f"dask {scheduler}" if scheduler else f"{n} process{'es' if n > 1 else ''}"
+
+
+def _execute(tasks: list[TileTask], workers: int, scheduler: str | None):
+    if not tasks:
+        return
+    if scheduler:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+
+        with Client(scheduler) as client:
+            futures = client.map(run_tile, tasks, pure=False, key=[f"satcheck-tile-{t.name}-{t.fingerprint}" for t in tasks])
+            for fut in dask_completed(futures):
+                yield fut.result()
+        return
+    if workers == 1:
+        for t in tasks:
+            yield run_tile(t)
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=get_context("spawn")) as pool:
+        futs = [pool.submit(run_tile, t) for t in tasks]
+        for f in as_completed(futs):
+            yield f.result()

@@ -1,0 +1,123 @@
+"""Detection on one tile pair, window by window, with the next window read while this one is scored."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+import rasterio.shutil
+
+from satcheck.align import Pair, PairReader
+from satcheck.atomic import atomic_path
+from satcheck.config import RunConfig
+from satcheck.detect.cleanup import clean_mask
+from satcheck.detect.polygons import Piece, window_pieces
+from satcheck.windows import window_grid, with_halo
+
+PROB_NODATA = 255
+PROB_SCALE = 250  # probability 1.0 is stored as 250
+
+
+@dataclass
+class TileResult:
+    name: str
+    pieces: list[Piece]
+    pixels: int
+    masked: int
+
+
+def unit_factor(crs) -> float:
+    return crs.linear_units_factor[1] if crs.is_projected else 111_320.0
+
+
+def pixel_area_m2(pair: Pair) -> float:
+    a = pair.after
+    return abs(a.res[0] * a.res[1]) * unit_factor(a.crs) ** 2
+
+
+def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
+                progress: Callable[[int], None] | None = None) -> TileResult:
+    """Score, clean and polygonise one pair; write its probability COG to ``prob_path`` (None: skip)."""
+    a = pair.after
+    px_area = pixel_area_m2(pair)
+    halo = max(config.window.halo, detector.halo + config.cleanup.open_px + config.cleanup.close_px + 2)
+    pieces: list[Piece] = []
+    n_masked = done = 0
+    profile = {"driver": "GTiff", "width": a.width, "height": a.height, "count": 1, "dtype": "uint8",
+               "crs": a.crs, "transform": a.transform, "nodata": PROB_NODATA, "tiled": True,
+               "blockxsize": 512, "blockysize": 512, "compress": "deflate"}
+    dst = scratch = None
+    if prob_path is not None and config.output.probability_cog:
+        prob_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{prob_path.stem}.", suffix=".scratch.tif", dir=prob_path.parent)
+        os.close(fd)
+        scratch = Path(name)
+        dst = rasterio.open(scratch, "w", **profile)
+    cores = window_grid(a.width, a.height, config.window.size, pair.window)
+    grown = [with_halo(c, halo, a.width, a.height) for c in cores]
+    try:
+        with PairReader(pair, config) as reader, ThreadPoolExecutor(1) as io:
+            detector.prepare(reader.sample, reader.px_m)
+            # Reading and decoding the next window overlaps scoring this one (GDAL releases the GIL).
+            nxt = io.submit(reader.read, grown[0][0]) if cores else None
+            for i, core in enumerate(cores):
+                pw = nxt.result()
+                nxt = io.submit(reader.read, grown[i + 1][0]) if i + 1 < len(cores) else None
+                rows, cols = grown[i][1]
+                scores = detector.score(pw)
+                mask = (scores.probability >= detector.threshold) & pw.valid
+                mask = clean_mask(mask, config.cleanup, px_area)[rows, cols]
+                prob = scores.probability[rows, cols]
+                n_masked += int(pw.masked[rows, cols].sum())
+                if dst is not None:
+                    valid = pw.valid[rows, cols]
+                    q = np.where(valid, np.round(np.clip(prob, 0, 1) * PROB_SCALE), PROB_NODATA).astype(np.uint8)
+                    dst.write(q[None], window=core)
+                pieces.extend(window_pieces(mask, prob, scores.change_type[rows, cols],
+                                            rasterio.windows.transform(core, a.transform), a.path.name))
+                done += int(core.width * core.height)
+                if progress:
+                    progress(done)
+        if dst is not None:
+            dst.close()
+            with atomic_path(prob_path) as tmp:
+                rasterio.shutil.copy(scratch, tmp, driver="COG", compress="DEFLATE", overview_resampling="average")
+    finally:
+        if dst is not None:
+            dst.close()
+            scratch.unlink(missing_ok=True)
+    return TileResult(pair.name, pieces, pair.pixels, n_masked)
+
+
+def reproject_pieces(pieces: list[Piece], src, dst) -> list[Piece]:
+    if not pieces or src == dst:
+        return pieces
+    g = gpd.GeoSeries([p.geometry for p in pieces], crs=src).to_crs(dst)
+    for p, geom in zip(pieces, g):
+        p.geometry = geom
+    return pieces
+
+
+def write_pieces(pieces: list[Piece], crs, path: Path) -> None:
+    rows = [{"score_sum": p.score_sum, "n_px": p.n_px, "n_construction": p.n_construction,
+             "n_excavation": p.n_excavation, "source": p.source, "geometry": p.geometry} for p in pieces]
+    gdf = gpd.GeoDataFrame(rows, geometry="geometry", crs=crs) if rows else \
+        gpd.GeoDataFrame({"score_sum": [], "n_px": [], "n_construction": [], "n_excavation": [], "source": []},
+                         geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    with atomic_path(path) as tmp:
+        gdf.to_file(tmp, layer="pieces", driver="GPKG", engine="pyogrio")
+
+
+def read_pieces(path: Path, crs) -> list[Piece]:
+    gdf = gpd.read_file(path, layer="pieces", engine="pyogrio")
+    if len(gdf) and gdf.crs is not None and gdf.crs != crs:
+        gdf = gdf.to_crs(crs)
+    return [Piece(r.geometry, float(r.score_sum), int(r.n_px), int(r.n_construction), int(r.n_excavation), str(r.source))
+            for r in gdf.itertuples()]

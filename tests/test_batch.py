@@ -1,0 +1,132 @@
+"""Monthly batches: manifest checks, cross-tile merge, kill and resume, parallel and Dask, corrupt tiles."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+import yaml
+from shapely.geometry import box
+from typer.testing import CliRunner
+
+from satcheck.cli import app
+from tests.generate import mosaic_pair
+
+runner = CliRunner()
+
+
+def manifest(folder: Path, **over) -> Path:
+    m = {"period": "2026-10", "before": "before", "after": "after", "out": "out", "detector": "cva",
+         "ledger": "ledger.sqlite"} | over
+    path = folder / "batch.yaml"
+    path.write_text(yaml.safe_dump(m, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def run(path: Path, *extra: str):
+    return runner.invoke(app, ["batch", str(path), "--json", *extra])
+
+
+def outputs(out: Path):
+    ch = gpd.read_file(out / "changes.gpkg", layer="changes")
+    return [(g.wkb_hex, round(a, 3)) for g, a in zip(ch.geometry, ch["area_m2"])]
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("period: 2026-10\nbefore: b\nafter: a\nout: o\nbogus: 1\n", "unknown key 'bogus'"),
+    ("period: 2026-13\nbefore: before\nafter: after\nout: o\n", "YYYY-MM"),
+    ("period: 2026-10\nbefore: nowhere\nafter: after\nout: o\n", "before tiles"),
+    ("before: before\nafter: after\nout: o\n", "'period'"),
+])
+def test_manifest_errors(tmp_path, text, needle):
+    mosaic_pair(tmp_path)
+    m = tmp_path / "m.yaml"
+    m.write_text(text)
+    r = runner.invoke(app, ["batch", str(m)])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error:") and "m.yaml" in r.output and needle in r.output
+
+
+def test_change_over_the_tile_corner_is_one_polygon(tmp_path):
+    _, _, bounds = mosaic_pair(tmp_path)
+    r = run(manifest(tmp_path))
+    assert r.exit_code == 0, r.output
+    ch = gpd.read_file(tmp_path / "out" / "changes.gpkg")
+    hit = ch[ch.intersects(box(*bounds))]
+    assert len(hit) == 1
+    assert hit.geometry.iloc[0].hausdorff_distance(box(*bounds)) <= 1.0 + 1e-6
+    assert set(hit["source"].iloc[0].split(",")) == {f"M_20261001_r{i}c{j}.tif" for i in (0, 1) for j in (0, 1)}
+
+
+def test_rerun_of_a_finished_batch_changes_nothing(tmp_path):
+    mosaic_pair(tmp_path)
+    m = manifest(tmp_path)
+    assert run(m).exit_code == 0
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file() and "logs" not in p.parts}
+    r = run(m)
+    assert r.exit_code == 0 and json.loads(r.output)["already_complete"]
+    assert stamp == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file() and "logs" not in p.parts}
+    r = run(m, "--force")
+    assert json.loads(r.output)["processed"] == 4
+
+
+def test_one_two_workers_and_dask_agree(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    mosaic_pair(tmp_path, tiles=3, tile_px=96, square=(60, 130, 50))
+    results = {}
+    for label, extra in (("one", ["--workers", "1"]), ("two", ["--workers", "2"])):
+        m = manifest(tmp_path, out=f"out_{label}", ledger=f"{label}.sqlite")
+        r = run(m, *extra)
+        assert r.exit_code == 0, r.output
+        results[label] = outputs(tmp_path / f"out_{label}")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        m = manifest(tmp_path, out="out_dask", ledger="dask.sqlite")
+        r = run(m, "--scheduler", cluster.scheduler_address)
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["workers"].startswith("dask")
+    results["dask"] = outputs(tmp_path / "out_dask")
+    assert results["one"] == results["two"] == results["dask"]
+    assert len(results["one"]) >= 1
+
+
+def test_corrupt_tile_is_reported_and_the_rest_completes(tmp_path):
+    mosaic_pair(tmp_path)
+    (tmp_path / "after" / "M_20261001_r0c1.tif").write_bytes(b"II*\x00garbage" * 10)
+    r = run(manifest(tmp_path))
+    assert r.exit_code == 3, r.output
+    s = json.loads(r.output)
+    assert list(s["failed"]) == ["M_20261001_r0c1"] and "M_20261001_r0c1.tif" in s["failed"]["M_20261001_r0c1"]
+    assert s["processed"] == 3 and (tmp_path / "out" / "patches.gpkg").exists() is False  # no --rules: no patches
+    assert (tmp_path / "out" / "changes.gpkg").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after", [0, 2, 4])
+def test_kill_and_resume(tmp_path, kill_after):
+    """kill -9 after N tiles are done (4 = during the merge), rerun: same result as an uninterrupted batch."""
+    mosaic_pair(tmp_path, tiles=3, tile_px=128, square=(100, 100, 60))
+    ref = manifest(tmp_path, out="ref", ledger="ref.sqlite")
+    assert run(ref, "--workers", "1").exit_code == 0
+    m = manifest(tmp_path, out="out", ledger="l.sqlite")
+    cmd = [sys.executable, "-m", "satcheck.cli", "batch", str(m), "--workers", "1", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((tmp_path / "out" / "tiles").glob("*/done.json"))) >= kill_after:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = run(m, "--workers", "1")
+    assert r.exit_code == 0, r.output
+    assert outputs(tmp_path / "out") == outputs(tmp_path / "ref")
+    from satcheck.review.ledger import Ledger
+
+    with Ledger(tmp_path / "l.sqlite") as a, Ledger(tmp_path / "ref.sqlite") as b:
+        assert a.db.execute("SELECT COUNT(*) FROM patches").fetchone() == b.db.execute("SELECT COUNT(*) FROM patches").fetchone()
+    assert not [p for p in (tmp_path / "out").rglob("*") if ".part" in p.name or "scratch" in p.name]
