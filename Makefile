@@ -16,6 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[test,onnx]'
+	@# The PDF field sheet needs a font with Chinese glyphs; install one where we can (Debian, as root).
+	@ls /usr/share/fonts/truetype/wqy/wqy-microhei.ttc >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1)); } || \
+	  echo "note: no CJK font installed; PDF sheets will be skipped (apt-get install fonts-wqy-microhei)"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,6 +32,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/satcheck bench
+
+bench-batch: $(STAMP)
+	$(BIN)/python benchmarks/batch_bench.py
 
 sample-tiles: $(STAMP)
 	rm -rf sample_tiles.new && $(BIN)/python -m satcheck.synth sample_tiles.new

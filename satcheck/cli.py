@@ -104,6 +104,8 @@ def _print_summary(s: dict) -> None:
             t.add_row(f"  {k}", f"{v['count']} patches, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)")
     t.add_row("time", f"{s['seconds']} s ({s['mpx_per_s']} Mpx/s)")
     out.print(t)
+    for problem in s.get("rule_problems", []):
+        err.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
     for k, v in s["outputs"].items():
         out.print(f"  {k:<12} {v}")
 
@@ -172,7 +174,7 @@ def evaluate_cmd(
     from satcheck.config import RunConfig
     from satcheck.datasets import list_pairs, load_dataset
     from satcheck.detect import get_detector
-    from satcheck.evaluate import evaluate
+    from satcheck.evaluate import evaluate, trained_names
 
     try:
         cfg = RunConfig().with_overrides(**{"detect.detector": detector, "detect.device": device,
@@ -181,10 +183,8 @@ def evaluate_cmd(
         pairs = load_dataset(dataset, names)
         det = get_detector(cfg.detect, pairs[0].after.shape[0])
         skipped = []
-        trained = getattr(det, "meta", {}).get("trained_on", {}).get(dataset.resolve().name)
-        if trained and not include_trained:
-            listed = trained.get("names")
-            skipped = names if listed == "all" else [n for n in names if n in (listed or [])]
+        if not include_trained:
+            skipped = trained_names(getattr(det, "meta", {}), dataset, names)
             pairs = [p for p in pairs if p.name not in skipped]
         result = evaluate(det, pairs, min_object_px)
         result.skipped = skipped

@@ -107,3 +107,16 @@ def evaluate(detector, pairs: list[LabelledPair], min_object_px: int = 10, match
         res.total += c
         res.images.append((p.name, c))
     return res
+
+
+def trained_names(meta: dict, dataset, names: list[str]) -> list[str]:
+    """Images of ``dataset`` that the weights were trained on, from the manifest saved with them."""
+    from pathlib import Path
+
+    trained_on = meta.get("trained_on", {})
+    entry = trained_on.get(Path(dataset).resolve().name)
+    if entry and entry.get("names") == "all":
+        return list(names)
+    listed = {n for e in trained_on.values() if isinstance(e, dict) and isinstance(e.get("names"), list)
+              for n in e["names"]}
+    return [n for n in names if n in listed]

@@ -21,6 +21,7 @@ import shapely
 from pyproj import Transformer
 
 from satcheck.config import M2_PER_MU, PatchConfig, RulesConfig
+from satcheck.geometry import touching_groups
 from satcheck.rules import RuleLayers
 
 CLASSES = ("farmland_construction", "illegal_mining", "expired_permit_mining", "out_of_bounds_mining",
@@ -84,25 +85,8 @@ def _merge_fragments(changes: gpd.GeoDataFrame, gap: float) -> gpd.GeoDataFrame:
         return changes.assign(_n=1)
     rows = []
     for kind, grp in changes.groupby("change_type", sort=True):
-        grown = grp.geometry.buffer(gap / 2)
-        tree = shapely.STRtree(grown.values)
-        left, right = tree.query(grown.values, predicate="intersects")
-        parent = list(range(len(grp)))
-
-        def find(i):
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        for a, b in zip(left, right):
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-        groups: dict[int, list[int]] = {}
-        for i in range(len(grp)):
-            groups.setdefault(find(i), []).append(i)
-        for members in groups.values():
+        groups = touching_groups(grp.geometry.buffer(gap / 2).values)
+        for members in groups:
             sub = grp.iloc[members]
             px = sub["pixels"].sum() if "pixels" in sub else len(sub)
             w = sub["pixels"] if "pixels" in sub else np.ones(len(sub))

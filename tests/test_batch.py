@@ -128,5 +128,6 @@ def test_kill_and_resume(tmp_path, kill_after):
     from satcheck.review.ledger import Ledger
 
     with Ledger(tmp_path / "l.sqlite") as a, Ledger(tmp_path / "ref.sqlite") as b:
-        assert a.db.execute("SELECT COUNT(*) FROM patches").fetchone() == b.db.execute("SELECT COUNT(*) FROM patches").fetchone()
+        count = "SELECT COUNT(*) FROM patches"
+        assert a.db.execute(count).fetchone() == b.db.execute(count).fetchone()
     assert not [p for p in (tmp_path / "out").rglob("*") if ".part" in p.name or "scratch" in p.name]

@@ -46,8 +46,13 @@ def _stage_model(before: str, after: str, device: str, q) -> None:
     for _ in range(reps):
         det.score(pw)
     dt = (time.perf_counter() - t) / reps
+    gpu_mb = None
+    if det.predictor.device.type == "cuda":
+        import torch
+
+        gpu_mb = torch.cuda.max_memory_allocated() / 2**20
     q.put({"model_mpx_s": side * side / 1e6 / dt, "engine": det.predictor.engine,
-           "device": det.predictor.device.type, "rss": _peak_rss_mb()})
+           "device": det.predictor.device.type, "rss": _peak_rss_mb(), "gpu_mb": gpu_mb})
 
 
 def _stage_run(before: str, after: str, out: str, detector: str, device: str, q) -> None:
@@ -87,6 +92,7 @@ def run_bench(size: int = 4096, device: str = "auto", workdir: str | Path | None
         "baseline_mpx_s": round(base["mpx_s"], 3),
         "peak_rss_mb": round(max(e2e["rss"], model["rss"]), 1),
         "peak_rss_mb_baseline": round(base["rss"], 1),
+        "gpu_peak_mb": None if model["gpu_mb"] is None else round(model["gpu_mb"], 1),
         "changes_model": e2e["changes"],
         "changes_baseline": base["changes"],
     }

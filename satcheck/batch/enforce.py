@@ -8,6 +8,7 @@ import geopandas as gpd
 
 from satcheck.align import Pair
 from satcheck.config import M2_PER_MU, RunConfig
+from satcheck.errors import OutputError
 from satcheck.export import write_all, write_gpkg
 from satcheck.patches import PatchContext, make_patches
 from satcheck.report.chips import overview, write_chips, write_locator
@@ -52,7 +53,10 @@ def enforcement_outputs(changes: gpd.GeoDataFrame, pairs: list[Pair], rules_dir:
         if cfg.report.html:
             outputs["sheet_html"] = str(write_html(field, chips, out / "field_sheet.html"))
         if cfg.report.pdf:
-            outputs["sheet_pdf"] = str(write_pdf(field, chips, out / "field_sheet.pdf", cfg.report.cjk_font))
+            try:
+                outputs["sheet_pdf"] = str(write_pdf(field, chips, out / "field_sheet.pdf", cfg.report.cjk_font))
+            except OutputError as exc:  # the HTML sheet is there; say why the PDF is not
+                rules.problems.append(f"field_sheet.pdf not written: {exc}")
     return patches, outputs, rules.problems
 
 

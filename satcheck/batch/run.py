@@ -111,6 +111,8 @@ def run_tile(task: TileTask) -> dict:
         from satcheck.detect import get_detector
 
         cfg = RunConfig.model_validate_json(task.config_json)
+        if cfg.detect.model.threads is None:
+            cfg = cfg.with_overrides(**{"detect.model.threads": _dask_worker_threads()})
         pair = Pair(open_tile(task.after), tuple(open_tile(b) for b in task.befores), Window(*task.window))
         key = f"{task.config_json}|{pair.after.count}"
         if key not in _DETECTORS:  # building the model (and its ONNX session) once per process
@@ -138,6 +140,16 @@ def run_tile(task: TileTask) -> dict:
         except OSError:
             pass
         return {"name": task.name, "error": msg, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _dask_worker_threads() -> int | None:
+    """On a Dask worker, use as many threads as the worker was given (one process per core stays one thread)."""
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return None
 
 
 class JsonLog:

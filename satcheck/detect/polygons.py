@@ -19,6 +19,7 @@ from scipy import ndimage
 from shapely.geometry import shape
 
 from satcheck.detect.base import CHANGE_TYPES, CONSTRUCTION, EXCAVATION
+from satcheck.geometry import touching_groups
 
 
 @dataclass
@@ -57,26 +58,9 @@ def merge_pieces(pieces: list[Piece], crs: CRS, px_area_m2: float, min_area_m2: 
     columns = ["change_id", "change_type", "area_m2", "mean_score", "pixels", "source", "geometry"]
     if not pieces:
         return gpd.GeoDataFrame({c: [] for c in columns}, geometry="geometry", crs=crs)
-    geoms = np.array([p.geometry for p in pieces], dtype=object)
-    tree = shapely.STRtree(geoms)
-    left, right = tree.query(geoms, predicate="intersects")
-    parent = np.arange(len(pieces))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in zip(left, right):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(pieces)):
-        groups.setdefault(find(i), []).append(i)
+    groups = touching_groups([p.geometry for p in pieces])
     rows = []
-    for members in groups.values():
+    for members in groups:
         ps = [pieces[i] for i in members]
         geom = ps[0].geometry if len(ps) == 1 else shapely.union_all([p.geometry for p in ps])
         geom = shapely.make_valid(geom)

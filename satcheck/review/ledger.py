@@ -327,7 +327,8 @@ class Ledger:
                 except SatcheckError as exc:
                     raise TransitionError(f"{path}: row {i}: {exc}; nothing was applied") from None
                 states[pid] = to
-                plan.append((pid, current, to, (r.get("reason") or "").strip() or None, (r.get("note") or "").strip() or None))
+                reason = (r.get("reason") or "").strip() or None
+                plan.append((pid, current, to, reason, (r.get("note") or "").strip() or None))
             events = []
             for pid, frm, to, reason, note in plan:
                 at = _now()

@@ -41,4 +41,5 @@ def check(patch_id: str, current: str, to: str, reason: str | None, reasons: set
         if not reason:
             raise TransitionError(f"{patch_id}: a rejection needs a reason: {', '.join(sorted(reasons))}")
         if reason not in reasons:
-            raise TransitionError(f"{patch_id}: '{reason}' is not a rejection reason; use one of {', '.join(sorted(reasons))}")
+            raise TransitionError(f"{patch_id}: '{reason}' is not a rejection reason; "
+                                  f"use one of {', '.join(sorted(reasons))}")

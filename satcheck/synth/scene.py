@@ -315,6 +315,21 @@ def _plant_changes(rng: np.random.Generator, L: Layout, hill: BaseGeometry, pit:
             q = hill.representative_point()
             L.changes.append(_plant_pit(rng, L, q.x + rng.uniform(-60, 60), q.y + rng.uniform(-60, 60),
                                         rng.uniform(15, 35), "new_pit", clip=frame))
+        # Digging on farmland (取土, sand pits) and new concrete roads across fields.
+        for _ in range(int(rng.integers(0, 3))):
+            p = _free_parcel(rng, L, 600 / L.gsd**2)
+            if p is not None:
+                c = p.geom.centroid
+                L.changes.append(_plant_pit(rng, L, c.x, c.y, rng.uniform(10, 30), "farmland_pit", clip=frame))
+        if rng.random() < 0.3:
+            p = _free_parcel(rng, L, 1500 / L.gsd**2)
+            if p is not None:
+                minx, miny, maxx, maxy = p.geom.bounds
+                long_side = max(maxx - minx, maxy - miny)
+                road = _rect((minx + maxx) / 2, (miny + maxy) / 2, _m(L, rng.uniform(4, 8)), long_side * 0.9,
+                             0 if maxy - miny > maxx - minx else 90).intersection(p.geom)
+                if road.geom_type == "Polygon" and road.area > 100 / L.gsd**2:
+                    L.changes.append(PlantedChange(road, CONSTRUCTION, "new_road:yard_only"))
         return
 
     # The permit covers the old pit and half of the expansion.
@@ -424,6 +439,8 @@ def render(rng: np.random.Generator, L: Layout, *, date: str, sun: tuple[float, 
         for c in L.changes:
             if c.kind == EXCAVATION:
                 mine.append(c.geom)
+            elif c.label.endswith(":yard_only"):
+                yards.append(c.geom)
             elif c.label.endswith(":yard"):
                 yards.append(c.geom)
                 core = affinity.scale(c.geom, 0.5, 0.5)

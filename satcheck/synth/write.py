@@ -167,12 +167,19 @@ def _write_reprojected(path: Path, data: np.ndarray, crs: CRS, t: Affine, spec: 
 
 
 def write_large_pair(out: str | Path, size: int, seed: int = 1, block: int = 2048, gsd: float = 1.0,
-                     crs: str = DEFAULT_CRS) -> tuple[Path, Path]:
-    """A large pair for benchmarks, drawn block by block so memory stays bounded."""
+                     crs: str = DEFAULT_CRS, offset_px: tuple[int, int] = (0, 0), name: str | None = None,
+                     split: bool = False) -> tuple[Path, Path]:
+    """A large pair for benchmarks, drawn block by block so memory stays bounded.
+
+    ``offset_px`` (row, col) places the pair in a mosaic of such pairs; ``split`` writes the two dates
+    into before/ and after/ subfolders.
+    """
     out = Path(out)
     spec = SceneSpec(seed=seed, size=size, gsd=gsd, crs=crs)
-    t = scene_transform(spec)
-    paths = (out / f"bench_{size}_{spec.before_date:%Y%m%d}.tif", out / f"bench_{size}_{spec.after_date:%Y%m%d}.tif")
+    t = scene_transform(spec) * Affine.translation(offset_px[1], offset_px[0])
+    stem = name or f"bench_{size}"
+    b_dir, a_dir = (out / "before", out / "after") if split else (out, out)
+    paths = (b_dir / f"{stem}_{spec.before_date:%Y%m%d}.tif", a_dir / f"{stem}_{spec.after_date:%Y%m%d}.tif")
     profile = {"driver": "GTiff", "width": size, "height": size, "count": 4, "dtype": "uint8",
                "crs": CRS.from_user_input(crs), "transform": t, "nodata": 0, "tiled": True,
                "blockxsize": 512, "blockysize": 512, "compress": "deflate", "predictor": 2, "BIGTIFF": "IF_SAFER",

@@ -1,0 +1,32 @@
+"""Small geometry helpers shared by change polygons and patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+
+
+def touching_groups(geoms: list | np.ndarray) -> list[list[int]]:
+    """Indices of ``geoms`` grouped so that geometries that intersect, directly or through others, share a group.
+
+    Groups come in order of their smallest index, members in increasing order.
+    """
+    arr = np.asarray(geoms, dtype=object)
+    parent = np.arange(len(arr))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if len(arr):
+        left, right = shapely.STRtree(arr).query(arr, predicate="intersects")
+        for a, b in zip(left, right):
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(arr)):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())

@@ -1,0 +1,71 @@
+"""The default detector (shipped model) on generated scenes, through the CLI."""
+
+import json
+
+import geopandas as gpd
+import pytest
+from typer.testing import CliRunner
+
+from satcheck.cli import app
+from satcheck.model.weights import shipped_weights
+
+runner = CliRunner()
+pytestmark = pytest.mark.skipif(shipped_weights() is None, reason="no shipped weights in models/")
+
+
+def _run(scene, out, *extra):
+    r = runner.invoke(app, ["run", str(scene / "before"), str(scene / "after"), "--out", str(out), "--json", *extra])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output), gpd.read_file(out / "changes.gpkg", layer="changes")
+
+
+def test_default_detector_is_the_model(small_scene, tmp_path):
+    summary, _ = _run(small_scene, tmp_path)
+    assert summary["detector"].startswith("model")
+
+
+def test_planted_changes_are_found(small_scene, tmp_path):
+    _, changes = _run(small_scene, tmp_path)
+    truth = gpd.read_file(small_scene / "truth" / "changes.gpkg")
+    big = truth[truth.area >= 400]
+    assert len(big) >= 3
+    for _, t in big.iterrows():
+        hits = changes[changes.intersects(t.geometry)]
+        assert len(hits), f"{t['label']} not found"
+        best = max(h.intersection(t.geometry).area / h.union(t.geometry).area for h in hits.geometry)
+        assert best >= 0.5, f"{t['label']}: IoU {best:.2f}"
+
+
+def test_nuisance_only_gives_no_polygon_over_400_m2(nuisance_scene, tmp_path):
+    _, changes = _run(nuisance_scene, tmp_path)
+    assert (changes["area_m2"] <= 400).all(), changes[["change_type", "area_m2", "mean_score"]]
+
+
+def test_rgb_only_tiles_use_the_same_weights(small_scene, tmp_path):
+    """Three-band tiles (no NIR) run with the shipped weights too."""
+    import rasterio
+
+    for date in ("before", "after"):
+        for src_path in (small_scene / date).glob("*.tif"):
+            dst_path = tmp_path / "rgb" / date / src_path.name
+            dst_path.parent.mkdir(parents=True, exist_ok=True)
+            with rasterio.open(src_path) as src:
+                prof = src.profile | {"count": 3}
+                with rasterio.open(dst_path, "w", **prof) as dst:
+                    dst.write(src.read([1, 2, 3]))
+    summary, changes = _run(tmp_path / "rgb", tmp_path / "out")
+    assert summary["detector"].startswith("model") and len(changes) >= 1
+
+
+def test_band_count_without_weights_is_a_clear_error(tmp_path):
+    import numpy as np
+    from rasterio.transform import from_origin
+
+    from tests.generate import ORIGIN, textured, write
+
+    t = from_origin(*ORIGIN, 1, 1)
+    img = np.concatenate([textured(1, (64, 64)), textured(2, (64, 64))])  # 8 bands
+    b = write(tmp_path / "b" / "B_20260901.tif", img, t)
+    a = write(tmp_path / "a" / "A_20261001.tif", img, t)
+    r = runner.invoke(app, ["run", str(b), str(a), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "take 3 or 4 bands" in r.output and "--detector cva" in r.output
