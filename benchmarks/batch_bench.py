@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,7 +20,9 @@ import time
 from pathlib import Path
 
 import psutil
+import rasterio
 import yaml
+from rasterio.transform import Affine
 
 from satcheck.synth.write import write_large_pair
 
@@ -28,10 +31,17 @@ def make_jurisdiction(work: Path, tiles: int, tile_px: int) -> None:
     marker = work / f"tiles_{tiles}x{tile_px}.done"
     if marker.exists():
         return
+    # One pair is drawn; the other tiles are copies of it placed elsewhere (the work per tile is the same).
+    first = write_large_pair(work, tile_px, seed=100, name="T00", split=True)
     for i in range(tiles):
         for j in range(tiles):
-            write_large_pair(work, tile_px, seed=100 + i * tiles + j, offset_px=(i * tile_px, j * tile_px),
-                             name=f"T{i}{j}", split=True)
+            if i == j == 0:
+                continue
+            for src in first:
+                dst = src.with_name(src.name.replace("T00", f"T{i}{j}"))
+                shutil.copyfile(src, dst)
+                with rasterio.open(dst, "r+") as ds:
+                    ds.transform = ds.transform * Affine.translation(j * tile_px, i * tile_px)
     marker.write_text("ok")
 
 

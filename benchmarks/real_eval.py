@@ -39,6 +39,7 @@ def oscd_geotiffs(cities: list[str]) -> list[LabelledPair]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--threshold", type=float, default=None, help="model threshold (default: the config's)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if not SHARED.is_dir():
@@ -49,7 +50,8 @@ def main() -> None:
     for label, pairs in sets.items():
         row = {"dataset": label, "images": len(pairs)}
         for det_name in ("model", "cva"):
-            cfg = RunConfig().with_overrides(**{"detect.detector": det_name, "detect.model.weights": a.model})
+            cfg = RunConfig().with_overrides(**{"detect.detector": det_name, "detect.model.weights": a.model,
+                                                "detect.model.threshold": a.threshold})
             det = get_detector(cfg.detect, pairs[0].after.shape[0])
             m = evaluate(det, pairs).total.metrics()
             row[det_name] = {k: m[k] for k in ("precision", "recall", "f1", "iou", "object_recall")}

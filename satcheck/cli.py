@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from satcheck import __version__
+from satcheck.cli_common import err, fail, out
 from satcheck.errors import SatcheckError
 
 app = typer.Typer(
@@ -21,13 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(exc: SatcheckError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
+_fail = fail
 
 
 def _version(value: bool) -> None:
@@ -214,6 +208,7 @@ def evaluate_cmd(
 def bench(
     size: int = typer.Option(4096, "--size", help="Side of the generated pair in pixels."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also time the classical baseline."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Measure model, end-to-end and baseline throughput (Mpx/s) and peak memory on a generated pair."""
@@ -222,7 +217,7 @@ def bench(
     if size < 256:
         raise typer.BadParameter("must be at least 256", param_hint="--size")
     try:
-        r = run_bench(size, device)
+        r = run_bench(size, device, baseline=baseline)
     except SatcheckError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -232,10 +227,13 @@ def bench(
               title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")
-    t.add_row("model alone", f"{r['model_mpx_s']} Mpx/s")
+    t.add_row("model alone", f"{r['model_mpx_s']} Mpx/s ({r['engine']})")
+    for k, v in r["model_mpx_s_by_engine"].items():
+        t.add_row(f"  engine {k}", f"{v} Mpx/s")
     t.add_row("satcheck run, end to end", f"{r['end_to_end_mpx_s']} Mpx/s")
     t.add_row("classical baseline (cva), end to end", f"{r['baseline_mpx_s']} Mpx/s")
-    t.add_row("peak resident memory", f"{r['peak_rss_mb']} MB (baseline {r['peak_rss_mb_baseline']} MB)")
+    t.add_row("peak resident memory", f"{r['peak_rss_mb']} MB (end to end {r['peak_rss_mb_end_to_end']} MB, "
+                                      f"baseline {r['peak_rss_mb_baseline']} MB)")
     out.print(t)
 
 

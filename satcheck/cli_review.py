@@ -9,18 +9,13 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from satcheck.cli_common import fail, out
 from satcheck.errors import SatcheckError
 
 review_app = typer.Typer(help="Review ledger: import patches, decide, export, statistics, local web page.",
                          no_args_is_help=True)
 
 LEDGER = typer.Argument(..., help="Ledger file (SQLite), one per jurisdiction.")
-
-
-def _console():
-    from satcheck.cli import _fail, out
-
-    return out, _fail
 
 
 def _open(ledger: Path, config: Optional[Path], create: bool = False):
@@ -39,7 +34,6 @@ NOTE = typer.Option(None, "--note", help="Free text kept with the decision.")
 def import_(ledger: Path = LEDGER, patches: Path = typer.Argument(..., help="patches.gpkg of a run."),
             config: Optional[Path] = CONFIG) -> None:
     """Add a period's patches; patches that continue a known case are linked to it."""
-    out, fail = _console()
     try:
         with _open(ledger, config, create=True) as lg:
             r = lg.import_patches(patches)
@@ -58,7 +52,6 @@ def list_(ledger: Path = LEDGER, period: Optional[str] = typer.Option(None, "--p
           admin: Optional[str] = typer.Option(None, "--admin"), min_area: Optional[float] = typer.Option(None, "--min-area"),
           as_json: bool = typer.Option(False, "--json"), config: Optional[Path] = CONFIG) -> None:
     """Patches with their current state, filtered."""
-    out, fail = _console()
     try:
         with _open(ledger, config) as lg:
             rows = lg.patches(period, cls, state, admin, min_area)
@@ -81,7 +74,6 @@ def list_(ledger: Path = LEDGER, period: Optional[str] = typer.Option(None, "--p
 def show(ledger: Path = LEDGER, patch_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json"),
          config: Optional[Path] = CONFIG) -> None:
     """One patch: attributes and the history of decisions."""
-    out, fail = _console()
     try:
         with _open(ledger, config) as lg:
             d = lg.patch(patch_id)
@@ -103,7 +95,6 @@ def show(ledger: Path = LEDGER, patch_id: str = typer.Argument(...), as_json: bo
 
 def _decide(ledger: Path, ids: list[str], to: str, by: str, reason: Optional[str], note: Optional[str],
             config: Optional[Path]) -> None:
-    out, fail = _console()
     try:
         with _open(ledger, config) as lg:
             for pid in ids:
@@ -155,7 +146,6 @@ def field(ledger: Path = LEDGER, patch_ids: list[str] = IDS,
 def bulk(ledger: Path = LEDGER, csv_file: Path = typer.Argument(..., help="CSV with patch_id, decision, reason, note."),
          by: str = BY, config: Optional[Path] = CONFIG) -> None:
     """Apply many decisions from a CSV: all of them, or none if any row is wrong."""
-    out, fail = _console()
     try:
         with _open(ledger, config) as lg:
             events = lg.bulk(csv_file, by)
@@ -173,7 +163,6 @@ def export(ledger: Path = LEDGER, out_file: Path = typer.Option(..., "--out", "-
     """Export patches with their current state (status column)."""
     from satcheck.export import FORMATS, write_all
 
-    out, fail = _console()
     fmt = out_file.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise typer.BadParameter(f"'{out_file.suffix}' is not one of .{', .'.join(FORMATS)}", param_hint="--out")
@@ -201,7 +190,6 @@ def stats(ledger: Path = LEDGER, as_json: bool = typer.Option(False, "--json"),
     from satcheck.review.stats import chart as make_chart
     from satcheck.review.stats import stats as compute
 
-    out, fail = _console()
     try:
         with _open(ledger, config) as lg:
             s = compute(lg)
@@ -243,7 +231,6 @@ def serve(ledger: Path = LEDGER, host: str = typer.Option("127.0.0.1", "--host")
     from satcheck.review.server import is_loopback
     from satcheck.review.server import serve as run_server
 
-    out, fail = _console()
     if not is_loopback(host) and not token:
         raise typer.BadParameter(f"{host} is not a loopback address: pass --token so that only reviewers with it "
                                  "can decide", param_hint="--token")

@@ -93,8 +93,12 @@ class Predictor:
         if self._session is not None:
             return self._session.run(None, {"before": b, "after": a})[0]
         with torch.inference_mode():
-            tb = torch.from_numpy(b).to(self.device, non_blocking=True)
-            ta = torch.from_numpy(a).to(self.device, non_blocking=True)
+            tb, ta = torch.from_numpy(b), torch.from_numpy(a)
+            if self.device.type == "cuda":
+                # Pinned host memory lets the copy run asynchronously with the previous batch's kernels.
+                tb, ta = tb.pin_memory(), ta.pin_memory()
+            tb = tb.to(self.device, non_blocking=True)
+            ta = ta.to(self.device, non_blocking=True)
             if self.device.type == "cuda":
                 dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
                 with torch.autocast("cuda", dtype=dtype):

@@ -65,7 +65,7 @@ class Encoder(nn.Module):
 
 
 class ChangeNet(nn.Module):
-    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 48, 64), decoder: int = 32):
+    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 96), decoder: int = 32):
         super().__init__()
         self.widths = tuple(widths)
         self.decoder_width = decoder

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -34,8 +35,9 @@ def save_weights(model: ChangeNet, path: str | Path, meta: dict) -> Path:
 
 
 def shipped_weights() -> Path | None:
-    """The weights shipped in models/ (source checkout) or inside the package (installed)."""
-    for cand in (MODELS_DIR / SHIPPED, Path(__file__).resolve().parent / SHIPPED):
+    """The default weights: $SATCHECK_WEIGHTS, else models/changenet.pt of the source checkout."""
+    env = os.environ.get("SATCHECK_WEIGHTS")
+    for cand in ((Path(env),) if env else ()) + (MODELS_DIR / SHIPPED, Path(__file__).resolve().parent / SHIPPED):
         if cand.is_file():
             return cand
     return None

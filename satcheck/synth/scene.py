@@ -409,7 +409,7 @@ def render(rng: np.random.Generator, L: Layout, *, date: str, sun: tuple[float, 
     shapes_ = [(p.geom, i + 1) for i, p in enumerate(L.parcels)]
     if shapes_:
         ids = features.rasterize(shapes_, out_shape=shape, dtype="int32")
-    objs = ndimage.find_objects(ids)
+    objs = ndimage.find_objects(ids, max_label=len(L.parcels))
     for i, p in enumerate(L.parcels):
         sl = objs[i]
         if sl is None:

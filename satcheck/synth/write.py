@@ -168,7 +168,7 @@ def _write_reprojected(path: Path, data: np.ndarray, crs: CRS, t: Affine, spec: 
 
 def write_large_pair(out: str | Path, size: int, seed: int = 1, block: int = 2048, gsd: float = 1.0,
                      crs: str = DEFAULT_CRS, offset_px: tuple[int, int] = (0, 0), name: str | None = None,
-                     split: bool = False) -> tuple[Path, Path]:
+                     split: bool = False, unique_blocks: int | None = None) -> tuple[Path, Path]:
     """A large pair for benchmarks, drawn block by block so memory stays bounded.
 
     ``offset_px`` (row, col) places the pair in a mosaic of such pairs; ``split`` writes the two dates
@@ -186,9 +186,17 @@ def write_large_pair(out: str | Path, size: int, seed: int = 1, block: int = 204
                "photometric": "minisblack"}
     with atomic_path(paths[0]) as tb, atomic_path(paths[1]) as ta:
         with rasterio.open(tb, "w", **profile) as db, rasterio.open(ta, "w", **profile) as da:
+            cache: dict[tuple, ScenePair] = {}
             for i, win in enumerate(window_grid(size, size, block)):
-                p: ScenePair = make_pair(seed * 1000 + i, (int(win.height), int(win.width)), gsd,
-                                         rich=False, collar=False, cloud=(i % 3 == 0))
+                # unique_blocks repeats a few drawn blocks: same memory and work, a fraction of the drawing time.
+                k = i % unique_blocks if unique_blocks else i
+                shape = (int(win.height), int(win.width))
+                if (k, shape) not in cache:
+                    if unique_blocks is None:
+                        cache.clear()
+                    cache[(k, shape)] = make_pair(seed * 1000 + k, shape, gsd, rich=False, collar=False,
+                                                  cloud=(k % 3 == 0))
+                p = cache[(k, shape)]
                 db.write(to_dn(p.before, p.before_valid), window=win)
                 da.write(to_dn(p.after, p.after_valid), window=win)
             for d, date in ((db, spec.before_date), (da, spec.after_date)):
