@@ -31,7 +31,8 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.5, help="model threshold")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    cfg = RunConfig().with_overrides(**{"detect.detector": a.detector, "output.probability_cog": False, "detect.model.threshold": a.threshold})
+    cfg = RunConfig().with_overrides(**{"detect.detector": a.detector, "output.probability_cog": False,
+                                        "detect.model.threshold": a.threshold})
     totals = {"truths": 0, "found_03": 0, "found_05": 0, "false": 0, "km2": 0.0, "nuisance_false": 0,
               "nuisance_km2": 0.0, "type_ok": 0, "typed": 0}
     with tempfile.TemporaryDirectory() as tmp:

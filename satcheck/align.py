@@ -99,6 +99,42 @@ def _union(a: Window, b: Window) -> Window:
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
+def grid_offset(b: TileInfo, a: TileInfo) -> tuple[int, int] | None:
+    """(row, col) of ``a``'s origin on ``b``'s grid when both share CRS, pixel size and pixel edges, else None."""
+    if b.crs != a.crs:
+        return None
+    tb, ta = b.transform, a.transform
+    if not (np.isclose(tb.a, ta.a) and np.isclose(tb.e, ta.e) and tb.b == ta.b == tb.d == ta.d == 0):
+        return None
+    col = (ta.c - tb.c) / tb.a
+    row = (ta.f - tb.f) / tb.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return int(round(row)), int(round(col))
+
+
+class _ShiftedSource:
+    """An earlier tile on the later tile's pixel grid, read with shifted, boundless windows."""
+
+    def __init__(self, src, offset: tuple[int, int]):
+        self.src = src
+        self.row, self.col = offset
+
+    def _shift(self, kw: dict) -> dict:
+        w = kw["window"]
+        moved = Window(w.col_off + self.col, w.row_off + self.row, w.width, w.height)
+        inside = (moved.col_off >= 0 and moved.row_off >= 0 and moved.col_off + moved.width <= self.src.width
+                  and moved.row_off + moved.height <= self.src.height)
+        return kw | {"window": moved, "boundless": not inside}
+
+    def read(self, **kw):
+        kw = self._shift(kw)
+        return self.src.read(fill_value=0, **kw) if kw["boundless"] else self.src.read(**kw)
+
+    def read_masks(self, band: int, **kw):
+        return self.src.read_masks(band, **self._shift(kw))
+
+
 class PairReader(contextlib.AbstractContextManager):
     """Reads aligned, normalised windows of a :class:`Pair`."""
 
@@ -112,6 +148,11 @@ class PairReader(contextlib.AbstractContextManager):
             self._befores = []
             for b in pair.befores:
                 src = self._stack.enter_context(rasterio.open(b.path))
+                offset = grid_offset(b, a)
+                if offset is not None:
+                    # Same CRS, pixel size and pixel edges: read directly, no resampling.
+                    self._befores.append(_ShiftedSource(src, offset))
+                    continue
                 vrt = self._stack.enter_context(WarpedVRT(
                     src, crs=a.crs, transform=a.transform, width=a.width, height=a.height,
                     resampling=_RESAMPLING[config.align.resampling],

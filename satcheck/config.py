@@ -60,8 +60,8 @@ class CvaConfig(_Strict):
 class ModelConfig(_Strict):
     weights: str | None = Field(None, description="Weights file; null = the shipped weights for the band count.")
     threshold: float = Field(0.5, gt=0, lt=1)
-    batch_size: int = Field(4, ge=1, le=256)
-    tile_px: int = Field(512, ge=64, le=4096, description="Inference window side.")
+    batch_size: int = Field(1, ge=1, le=256)
+    tile_px: int = Field(1152, ge=64, le=4096, description="Inference window side (a run's window plus halo fits one).")
     overlap_px: int = Field(64, ge=0, le=1024)
     engine: Literal["auto", "torch", "onnx"] = "auto"
     threads: int | None = Field(None, ge=1, description="CPU threads; null = all cores.")
@@ -79,6 +79,8 @@ class CleanupConfig(_Strict):
     close_px: int = Field(2, ge=0, le=10)
     fill_holes_m2: float = Field(100.0, ge=0)
     min_area_m2: float = Field(50.0, ge=0, description="Change polygons smaller than this are dropped.")
+    min_mean_score: float = Field(0.7, ge=0, le=1,
+                                  description="Change polygons whose mean probability is lower are dropped.")
 
 
 class OutputConfig(_Strict):
@@ -162,6 +164,9 @@ class ReviewConfig(_Strict):
     match_iou: float = Field(0.3, gt=0, le=1, description="IoU at which a new patch is the same case as a known one.")
     match_share: float = Field(0.5, gt=0, le=1, description="Or: share of either patch covered by the other.")
     regrow_share: float = Field(0.2, ge=0, description="A known case comes back to review when it grew by more than this.")
+    classes: list[str] = Field(
+        ["farmland_construction", "illegal_mining", "expired_permit_mining", "out_of_bounds_mining"],
+        description="Patch classes imported for review; approved and other_change stay out by default.")
 
 
 class RunConfig(_Strict):

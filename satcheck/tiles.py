@@ -22,6 +22,8 @@ from satcheck.errors import TileGeoreferenceError, TileReadError
 TILE_SUFFIXES = (".tif", ".tiff", ".vrt")
 _DATE_RE = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
 
+# GDAL's block cache defaults to 5 % of RAM; a bounded one keeps a run's memory flat whatever the tile size.
+os.environ.setdefault("GDAL_CACHEMAX", "256")
 # An alpha band beside a nodata value is common in delivered tiles; nodata wins, as intended.
 warnings.filterwarnings("ignore", category=NodataShadowWarning)
 

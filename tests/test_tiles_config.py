@@ -56,3 +56,20 @@ def test_shipped_default_config_matches_code():
 
     shipped = load_config(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
     assert shipped == RunConfig()
+
+
+def test_default_yaml_documents_every_key():
+    from pathlib import Path
+
+    import yaml
+
+    def keys(d, prefix=""):
+        out = set()
+        for k, v in d.items():
+            out.add(prefix + k)
+            if isinstance(v, dict):
+                out |= keys(v, prefix + k + ".")
+        return out
+
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "default.yaml").read_text())
+    assert keys(shipped) == keys(RunConfig().model_dump())

@@ -56,6 +56,8 @@ def _stage_model(before: str, after: str, device: str, q) -> None:
         speeds[key] = side * side / 1e6 * reps / (time.perf_counter() - t)
         if engine == "auto":
             chosen = det
+        else:
+            del det
     gpu_mb = None
     if chosen.predictor.device.type == "cuda":
         import torch

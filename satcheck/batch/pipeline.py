@@ -70,7 +70,8 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary."""
     crs = pairs[0].after.crs
     pixels = sum(p.pixels for p in pairs)
-    changes = merge_pieces(pieces, crs, pixel_area_m2(pairs[0]), config.cleanup.min_area_m2)
+    changes = merge_pieces(pieces, crs, pixel_area_m2(pairs[0]), config.cleanup.min_area_m2,
+                           config.cleanup.min_mean_score)
     outputs: dict[str, str] = {}
     if config.output.probability_cog:
         outputs["probability"] = str(out / "probability")

@@ -53,7 +53,8 @@ def window_pieces(mask: np.ndarray, probability: np.ndarray, change_type: np.nda
     return out
 
 
-def merge_pieces(pieces: list[Piece], crs: CRS, px_area_m2: float, min_area_m2: float = 0.0) -> gpd.GeoDataFrame:
+def merge_pieces(pieces: list[Piece], crs: CRS, px_area_m2: float, min_area_m2: float = 0.0,
+                 min_mean_score: float = 0.0) -> gpd.GeoDataFrame:
     """Merge pieces that touch into change polygons; one row per change."""
     columns = ["change_id", "change_type", "area_m2", "mean_score", "pixels", "source", "geometry"]
     if not pieces:
@@ -66,7 +67,7 @@ def merge_pieces(pieces: list[Piece], crs: CRS, px_area_m2: float, min_area_m2: 
         geom = shapely.make_valid(geom)
         n = sum(p.n_px for p in ps)
         area = n * px_area_m2
-        if area < min_area_m2:
+        if area < min_area_m2 or sum(p.score_sum for p in ps) / max(n, 1) < min_mean_score:
             continue
         n_con = sum(p.n_construction for p in ps)
         n_exc = sum(p.n_excavation for p in ps)

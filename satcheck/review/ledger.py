@@ -160,6 +160,7 @@ class Ledger:
         if self.db.execute("SELECT 1 FROM imports WHERE sha256=?", (sha,)).fetchone():
             return ImportResult(0, 0, 0, 0, already_imported=True)
         gdf = read_patches(path)
+        gdf = gdf[gdf["class"].isin(self.config.classes)]
         chips = path.parent / "chips"
         with self._tx() as db:
             crs = self.crs

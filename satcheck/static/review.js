@@ -60,7 +60,11 @@
     q("d-title").textContent = current.patch_id + " · " + current["class"] + " · " + current.state;
     ["before", "after"].forEach((w) => {
       const src = withToken("chips/" + encodeURIComponent(current.patch_id) + "/" + w + ".png");
-      q("chip-" + w).src = src; q("cmp-" + w).src = src;
+      [q("chip-" + w), q("cmp-" + w)].forEach((img) => {
+        img.style.visibility = "visible";
+        img.onerror = () => { img.style.visibility = "hidden"; };  // no chip for this patch
+        img.src = src;
+      });
     });
     const attrs = q("attrs");
     attrs.replaceChildren();
