@@ -12,8 +12,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -116,5 +114,3 @@ def run_bench(size: int = 4096, device: str = "auto", workdir: str | Path | None
         "changes_baseline": base["changes"],
     }
 
-
-__all__ = ["run_bench", "np"]

@@ -14,7 +14,7 @@ from satcheck import __version__
 from satcheck.align import Pair, pair_tiles
 from satcheck.atomic import atomic_path
 from satcheck.batch.enforce import enforcement_outputs, patch_summary
-from satcheck.batch.tile import detect_pair, pixel_area_m2, reproject_pieces, unit_factor
+from satcheck.batch.tile import detect_pair, pixel_area_m2, reproject_pieces
 from satcheck.config import RunConfig, dump_config
 from satcheck.detect import get_detector
 from satcheck.detect.polygons import Piece, merge_pieces
@@ -124,5 +124,3 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     return finish(pieces, pairs, out, config, rules, detector.name, t0, masked,
                   {"before": str(before), "after": str(after)})
 
-
-__all__ = ["detect_changes", "finish", "RunResult", "unit_factor"]

@@ -211,7 +211,6 @@ def build_layout(rng: np.random.Generator, size: tuple[int, int], gsd: float = 1
                 strip = box(bx, y, bx + cell, min(y + sw, by + cell))
                 if strip_angle % 180 != 0:
                     strip = box(bx + (y - by), by, bx + min(y - by + sw, cell), by + cell)
-                x0 = strip.bounds[0]
                 # Split long strips in two now and then.
                 parts = [strip]
                 if rng.random() < 0.4:
@@ -239,7 +238,6 @@ def build_layout(rng: np.random.Generator, size: tuple[int, int], gsd: float = 1
                     L.parcels.append(Parcel(g, dlbm, before, after, rng.uniform(0, 180),
                                             _m(L, rng.uniform(3, 7))))
                 y += sw
-                _ = x0
 
     # Permanent basic farmland: the parcels in a broad band.
     band = _blob(rng, rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h, 0.35 * min(w, h), rough=0.2)

@@ -14,7 +14,6 @@ from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.transform import Affine, from_origin
 from rasterio.warp import Resampling, calculate_default_transform, reproject
-from rasterio.windows import Window
 from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 
@@ -205,5 +204,3 @@ def write_large_pair(out: str | Path, size: int, seed: int = 1, block: int = 204
                     d.set_band_description(b + 1, n)
     return paths
 
-
-__all__ = ["SceneSpec", "write_scene", "write_large_pair", "Window"]
