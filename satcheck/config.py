@@ -39,7 +39,7 @@ class MaskConfig(_Strict):
     cloud_max_saturation: float = Field(0.18, ge=0, le=1)
     shadow: bool = True
     shadow_brightness: float = Field(0.5, gt=0, lt=1, description="Shadow: darker than this share of the scene median.")
-    dilate_m: float = Field(10.0, ge=0, le=500, description="Margin added around cloud and shadow.")
+    dilate_m: float = Field(30.0, ge=0, le=500, description="Margin added around cloud and shadow (soft edges).")
     min_cloud_m2: float = Field(5000.0, ge=0, description="Smaller bright blobs are roofs, not cloud.")
 
 

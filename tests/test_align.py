@@ -72,13 +72,13 @@ def test_cloud_masked_roof_not():
     yy, xx = np.mgrid[0:200, 0:200]
     cloud = (yy - 60) ** 2 + (xx - 60) ** 2 < 40**2
     img[:, cloud] = 0.85
-    img[:, 150:158, 150:160] = 0.8  # a white roof, 80 m²
+    img[:, 180:188, 10:20] = 0.8  # a white roof, 80 m², far from the cloud and its shadow
     shadow = ((yy - 110) ** 2 + (xx - 130) ** 2 < 35**2) & ~cloud
     img[:, shadow] *= 0.4
     m = cloud_and_shadow(img, np.ones((200, 200), bool), cfg, px_m=1.0)
     assert m[cloud].all()
     assert m[shadow].mean() > 0.9
-    assert not m[150:158, 150:160].any()
+    assert not m[180:188, 10:20].any()
 
 
 def test_band_count_mismatch_message(tmp_path):
