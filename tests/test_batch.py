@@ -76,7 +76,7 @@ def test_rerun_of_a_finished_batch_changes_nothing(tmp_path):
 
 
 def test_one_two_workers_and_dask_agree(tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     mosaic_pair(tmp_path, tiles=3, tile_px=96, square=(60, 130, 50))
     results = {}
     for label, extra in (("one", ["--workers", "1"]), ("two", ["--workers", "2"])):
