@@ -162,7 +162,7 @@ class PairReader(contextlib.AbstractContextManager):
         except rasterio.errors.RasterioIOError as exc:
             self._stack.close()
             raise TileReadError(f"{a.path}: cannot be read ({exc}); check the file") from None
-        self.px_m = float(a.res[0]) * (a.crs.linear_units_factor[1] if a.crs.is_projected else 111_320.0)
+        self.px_m = a.pixel_m
         self._prepare()
 
     # ----------------------------------------------------------------- statistics
@@ -188,7 +188,6 @@ class PairReader(contextlib.AbstractContextManager):
         f = max(1.0, max(win.width, win.height) / side)
         shape = (max(1, int(round(win.height / f))), max(1, int(round(win.width / f))))
         before, after, b_ok, a_ok = self._read_raw(win, shape)
-        self.sample_shape = shape
         self._scale_b = dn_scale(self.pair.befores[0].dtype, before[:, b_ok])
         self._scale_a = dn_scale(self.pair.after.dtype, after[:, a_ok])
         rb, ra = before / self._scale_b, after / self._scale_a

@@ -6,6 +6,14 @@ import numpy as np
 import shapely
 
 
+def polygonal_part(g):
+    """The polygons of a geometry (make_valid can return lines and points beside them)."""
+    if g.geom_type in ("Polygon", "MultiPolygon"):
+        return g
+    parts = [p for p in getattr(g, "geoms", []) if p.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts) if parts else shapely.Polygon()
+
+
 def touching_groups(geoms: list | np.ndarray) -> list[list[int]]:
     """Indices of ``geoms`` grouped so that geometries that intersect, directly or through others, share a group.
 

@@ -21,7 +21,7 @@ import shapely
 from pyproj import Transformer
 
 from satcheck.config import M2_PER_MU, PatchConfig, RulesConfig
-from satcheck.geometry import touching_groups
+from satcheck.geometry import polygonal_part, touching_groups
 from satcheck.rules import RuleLayers
 
 CLASSES = ("farmland_construction", "illegal_mining", "expired_permit_mining", "out_of_bounds_mining",
@@ -183,7 +183,7 @@ def make_patches(changes: gpd.GeoDataFrame, rules: RuleLayers, ctx: PatchContext
     for _, ch in merged.iterrows():
         # Douglas-Peucker keeps every vertex within `tol` of the original outline.
         geom = shapely.make_valid(ch.geometry.simplify(tol, preserve_topology=True)) if tol > 0 else ch.geometry
-        geom = _polygonal_only(geom)
+        geom = polygonal_part(geom)
         if geom.is_empty:
             continue
         rec = classify(geom, ch["change_type"], rules, ctx, rules_cfg)
@@ -192,13 +192,6 @@ def make_patches(changes: gpd.GeoDataFrame, rules: RuleLayers, ctx: PatchContext
         rec.update({"change_type": ch["change_type"], "confidence": round(float(ch["mean_score"]), 4), "geometry": geom})
         records.append(rec)
     return _attribute(records, rules, ctx, crs)
-
-
-def _polygonal_only(g):
-    if g.geom_type in ("Polygon", "MultiPolygon"):
-        return g
-    parts = [p for p in getattr(g, "geoms", []) if p.geom_type in ("Polygon", "MultiPolygon")]
-    return shapely.union_all(parts) if parts else shapely.Polygon()
 
 
 def empty_patches(crs) -> gpd.GeoDataFrame:

@@ -18,6 +18,7 @@ import shapely
 
 from satcheck.config import RulesConfig
 from satcheck.errors import RuleLayerError
+from satcheck.geometry import polygonal_part
 
 LAYERS = ("farmland", "basic_farmland", "mining_permits", "approved_land", "admin")
 SUFFIXES = (".gpkg", ".shp", ".geojson", ".json")
@@ -71,15 +72,8 @@ def _repair(gdf: gpd.GeoDataFrame, path: Path, problems: list[str]) -> gpd.GeoDa
         problems.append(f"{path.name}: repaired {int(bad.sum())} invalid geometries (feature ids {', '.join(ids)}{more})")
         fixed = shapely.make_valid(gdf.geometry.values[bad])
         # make_valid can return collections with lines; keep the polygonal part.
-        gdf.loc[bad, gdf.geometry.name] = [_polygonal(g) for g in fixed]
+        gdf.loc[bad, gdf.geometry.name] = [polygonal_part(g) for g in fixed]
     return gdf[~gdf.geometry.is_empty]
-
-
-def _polygonal(g):
-    if g.geom_type in ("Polygon", "MultiPolygon"):
-        return g
-    parts = [p for p in getattr(g, "geoms", []) if p.geom_type in ("Polygon", "MultiPolygon")]
-    return shapely.union_all(parts) if parts else shapely.Polygon()
 
 
 def _columns(gdf: gpd.GeoDataFrame, path: Path, mapping: dict[str, str], section: str,

@@ -53,6 +53,19 @@ class TileInfo:
     def res(self) -> tuple[float, float]:
         return (abs(self.transform.a), abs(self.transform.e))
 
+    @property
+    def pixel_m(self) -> float:
+        """Pixel width in metres (degrees taken at about 111 km, for geographic CRSs)."""
+        return self.res[0] * metres_per_unit(self.crs)
+
+    @property
+    def pixel_area_m2(self) -> float:
+        return self.res[0] * self.res[1] * metres_per_unit(self.crs) ** 2
+
+
+def metres_per_unit(crs: CRS) -> float:
+    return crs.linear_units_factor[1] if crs.is_projected else 111_320.0
+
 
 def date_from_name(name: str) -> dt.date | None:
     """The acquisition date written in a file name (YYYYMMDD or YYYY-MM-DD)."""

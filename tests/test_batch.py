@@ -109,10 +109,14 @@ def test_corrupt_tile_is_reported_and_the_rest_completes(tmp_path):
 @pytest.mark.parametrize("kill_after", [0, 2, 4])
 def test_kill_and_resume(tmp_path, kill_after):
     """kill -9 after N tiles are done (4 = during the merge), rerun: same result as an uninterrupted batch."""
-    mosaic_pair(tmp_path, tiles=3, tile_px=128, square=(100, 100, 60))
-    ref = manifest(tmp_path, out="ref", ledger="ref.sqlite")
+    _, _, bounds = mosaic_pair(tmp_path, tiles=3, tile_px=128, square=(100, 100, 60))
+    # Farmland under the square, so the batch makes a patch and imports it into the ledger.
+    (tmp_path / "rules").mkdir()
+    gpd.GeoDataFrame({"DLBM": ["0101"]}, geometry=[box(*bounds).buffer(20)], crs="EPSG:4547").to_file(
+        tmp_path / "rules" / "farmland.gpkg")
+    ref = manifest(tmp_path, out="ref", ledger="ref.sqlite", rules="rules")
     assert run(ref, "--workers", "1").exit_code == 0
-    m = manifest(tmp_path, out="out", ledger="l.sqlite")
+    m = manifest(tmp_path, out="out", ledger="l.sqlite", rules="rules")
     cmd = [sys.executable, "-m", "satcheck.cli", "batch", str(m), "--workers", "1", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
@@ -130,4 +134,5 @@ def test_kill_and_resume(tmp_path, kill_after):
     with Ledger(tmp_path / "l.sqlite") as a, Ledger(tmp_path / "ref.sqlite") as b:
         count = "SELECT COUNT(*) FROM patches"
         assert a.db.execute(count).fetchone() == b.db.execute(count).fetchone()
+        assert b.db.execute(count).fetchone()[0] >= 1
     assert not [p for p in (tmp_path / "out").rglob("*") if ".part" in p.name or "scratch" in p.name]

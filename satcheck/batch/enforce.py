@@ -23,10 +23,8 @@ def patch_context(pairs: list[Pair]) -> PatchContext:
     afters = [p.after for p in pairs]
     b_dates = [b.date for b in befores if b.date]
     a_dates = [a.date for a in afters if a.date]
-    a0 = afters[0]
-    unit = a0.crs.linear_units_factor[1] if a0.crs.is_projected else 111_320.0
     return PatchContext(max(b_dates) if b_dates else None, max(a_dates) if a_dates else None,
-                        tuple(b.path.name for b in befores), tuple(a.path.name for a in afters), a0.res[0] * unit)
+                        tuple(b.path.name for b in befores), tuple(a.path.name for a in afters), afters[0].pixel_m)
 
 
 def for_the_field(patches: gpd.GeoDataFrame, cfg: RunConfig) -> gpd.GeoDataFrame:

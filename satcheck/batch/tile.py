@@ -33,13 +33,8 @@ class TileResult:
     masked: int
 
 
-def unit_factor(crs) -> float:
-    return crs.linear_units_factor[1] if crs.is_projected else 111_320.0
-
-
 def pixel_area_m2(pair: Pair) -> float:
-    a = pair.after
-    return abs(a.res[0] * a.res[1]) * unit_factor(a.crs) ** 2
+    return pair.after.pixel_area_m2
 
 
 def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from scipy import ndimage
 from skimage import morphology
 
 from satcheck.config import CleanupConfig
+
+# scikit-image renamed the argument (area_threshold -> max_size); look it up once, not per window.
+_HOLE_SIZE_ARG = ("max_size" if "max_size" in inspect.signature(morphology.remove_small_holes).parameters
+                  else "area_threshold")
 
 
 def clean_mask(mask: np.ndarray, cfg: CleanupConfig, px_area_m2: float) -> np.ndarray:
@@ -18,8 +24,7 @@ def clean_mask(mask: np.ndarray, cfg: CleanupConfig, px_area_m2: float) -> np.nd
         out = _close(out, cfg.close_px)
     hole_px = int(cfg.fill_holes_m2 / px_area_m2)
     if hole_px > 0:
-        out = morphology.remove_small_holes(out, max_size=hole_px) if _has_max_size() else \
-            morphology.remove_small_holes(out, area_threshold=hole_px)
+        out = morphology.remove_small_holes(out, **{_HOLE_SIZE_ARG: hole_px})
     min_px = int(cfg.min_area_m2 / px_area_m2)
     if min_px > 1 and out.any():
         lab, n = ndimage.label(out)
@@ -28,11 +33,6 @@ def clean_mask(mask: np.ndarray, cfg: CleanupConfig, px_area_m2: float) -> np.nd
         keep[0] = False
         out = keep[lab]
     return out
-
-
-def _has_max_size() -> bool:
-    import inspect
-    return "max_size" in inspect.signature(morphology.remove_small_holes).parameters
 
 
 def _close(mask: np.ndarray, r: int) -> np.ndarray:

@@ -269,11 +269,12 @@ class Ledger:
 
     def geodataframe(self, **filters) -> gpd.GeoDataFrame:
         rows = self.patches(**filters)
+        stored = {r[0]: (r[1], r[2]) for r in self.db.execute("SELECT patch_id, geom, attrs FROM patches")}
         geoms, attrs = [], []
         for r in rows:
-            g = self.db.execute("SELECT geom, attrs FROM patches WHERE patch_id=?", (r["patch_id"],)).fetchone()
-            geoms.append(wkb.loads(g[0]))
-            a = json.loads(g[1])
+            geom, attr = stored[r["patch_id"]]
+            geoms.append(wkb.loads(geom))
+            a = json.loads(attr)
             a.update({"status": r["state"], "prev_patch_id": r["prev_patch_id"], "decided_by": r["reviewer"],
                       "decided_at": r["at"], "reason": r["reason"]})
             attrs.append(a)

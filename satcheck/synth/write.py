@@ -14,6 +14,7 @@ from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.transform import Affine, from_origin
 from rasterio.warp import Resampling, calculate_default_transform, reproject
+from rasterio.windows import Window
 from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 
@@ -38,6 +39,7 @@ class SceneSpec:
     before_date: dt.date = dt.date(2026, 9, 12)
     after_date: dt.date = dt.date(2026, 10, 18)
     after_tiles: int = 2  # the later date comes as after_tiles × after_tiles tiles
+    before_strips: int = 2  # the earlier date comes as this many column strips (another tiling than the later date)
     dtype: str = "uint8"
     changes: bool = True
     nuisance: bool = True
@@ -99,6 +101,13 @@ def write_scene(out: str | Path, spec: SceneSpec = SceneSpec()) -> dict[str, obj
     b_name = f"{tag}_{spec.before_date:%Y%m%d}.tif"
     if spec.before_crs or spec.before_gsd:
         _write_reprojected(before_dir / b_name, before, crs, t, spec)
+    elif spec.before_strips > 1:
+        step_c = -(-spec.size // spec.before_strips)
+        for c0 in range(0, spec.size, step_c):
+            win = Window(c0, 0, min(step_c, spec.size - c0), spec.size)
+            name = f"{tag}_{spec.before_date:%Y%m%d}_c{c0 // step_c}.tif"
+            _write_tif(before_dir / name, before[:, :, c0:c0 + int(win.width)], crs, rasterio.windows.transform(win, t),
+                       spec.before_date)
     else:
         _write_tif(before_dir / b_name, before, crs, t, spec.before_date)
     step = -(-spec.size // spec.after_tiles)
@@ -140,7 +149,7 @@ def write_scene(out: str | Path, spec: SceneSpec = SceneSpec()) -> dict[str, obj
 
     summary = {
         "seed": spec.seed, "size": spec.size, "gsd": spec.gsd, "crs": spec.crs,
-        "before": str(before_dir / b_name), "after": str(after_dir),
+        "before": str(before_dir), "after": str(after_dir),
         "planted_changes": len(changes), "parcels": len(farmland), "pixel_area_m2": px_area,
     }
     (out / "scene.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
