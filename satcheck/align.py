@@ -25,7 +25,7 @@ from rasterio.windows import Window, from_bounds
 from satcheck.config import RunConfig
 from satcheck.errors import BandMismatchError, NoOverlapError, TileReadError
 from satcheck.masks import cloud_and_shadow, dn_scale, upsample_lookup
-from satcheck.radiometry import fit_normalisation
+from satcheck.radiometry import apply_table, fit_normalisation
 from satcheck.tiles import TileInfo
 from satcheck.windows import intersect
 
@@ -163,19 +163,21 @@ class PairReader(contextlib.AbstractContextManager):
             self._stack.close()
             raise TileReadError(f"{a.path}: cannot be read ({exc}); check the file") from None
         self.px_m = a.pixel_m
+        self._before_dtype = np.result_type(*(b.dtype for b in pair.befores)).name
         self._prepare()
 
     # ----------------------------------------------------------------- statistics
-    def _read_raw(self, window: Window, out_shape: tuple[int, int] | None = None):
+    def _read_dn(self, window: Window, out_shape: tuple[int, int] | None = None):
+        """Stored values of both dates over ``window`` and where each date has data."""
         kw: dict = {"window": window}
         if out_shape:
             kw.update(out_shape=out_shape, resampling=Resampling.nearest)
-        after = self._after.read(**kw).astype(np.float32)
+        after = self._after.read(**kw)
         a_ok = self._after.read_masks(1, **kw) > 0
-        before = np.zeros_like(after)
+        before = np.zeros(after.shape, self._before_dtype)
         b_ok = np.zeros(a_ok.shape, bool)
         for vrt in self._befores:
-            data = vrt.read(**kw).astype(np.float32)
+            data = vrt.read(**kw)
             ok = (vrt.read_masks(1, **kw) > 0) & ~b_ok
             before[:, ok] = data[:, ok]
             b_ok |= ok
@@ -187,7 +189,8 @@ class PairReader(contextlib.AbstractContextManager):
         side = cfg.normalise.sample_px
         f = max(1.0, max(win.width, win.height) / side)
         shape = (max(1, int(round(win.height / f))), max(1, int(round(win.width / f))))
-        before, after, b_ok, a_ok = self._read_raw(win, shape)
+        before, after, b_ok, a_ok = self._read_dn(win, shape)
+        before, after = before.astype(np.float32), after.astype(np.float32)
         self._scale_b = dn_scale(self.pair.befores[0].dtype, before[:, b_ok])
         self._scale_a = dn_scale(self.pair.after.dtype, after[:, a_ok])
         rb, ra = before / self._scale_b, after / self._scale_a
@@ -201,20 +204,27 @@ class PairReader(contextlib.AbstractContextManager):
                 f"{self.pair.after.path}: fewer than 16 sample pixels are clear on both dates; "
                 "the pair is all nodata or cloud, drop it from the batch")
         self._norm = fit_normalisation(rb, ra, ok, cfg.normalise.method)
+        self._table_b = self._norm.table(self._scale_b, self._before_dtype, True)
+        self._table_a = self._norm.table(self._scale_a, self.pair.after.dtype, False)
         # Decimated, normalised views for detectors that need scene statistics.
         self.sample = PairWindow(win, self._norm.apply(rb, True), self._norm.apply(ra, False), ok, self._masked_lr)
 
     # ----------------------------------------------------------------- windows
     def read(self, window: Window) -> PairWindow:
         """Both dates over ``window`` (on the later tile's grid), aligned and normalised."""
-        before, after, b_ok, a_ok = self._read_raw(window)
+        before, after, b_ok, a_ok = self._read_dn(window)
         pw = self.pair.window
         rows = slice(int(window.row_off - pw.row_off), int(window.row_off - pw.row_off + window.height))
         cols = slice(int(window.col_off - pw.col_off), int(window.col_off - pw.col_off + window.width))
         masked = _lookup_clipped(self._masked_lr, (int(pw.height), int(pw.width)), rows, cols)
         valid = b_ok & a_ok & ~masked
-        return PairWindow(window, self._norm.apply(before / self._scale_b, True),
-                          self._norm.apply(after / self._scale_a, False), valid, masked)
+        return PairWindow(window, self._normalised(before, self._table_b, self._scale_b, True),
+                          self._normalised(after, self._table_a, self._scale_a, False), valid, masked)
+
+    def _normalised(self, dn: np.ndarray, table: np.ndarray | None, scale: float, before: bool) -> np.ndarray:
+        if table is not None:
+            return apply_table(table, dn)
+        return self._norm.apply(dn.astype(np.float32) / scale, before)
 
     def close(self) -> None:
         self._stack.close()

@@ -37,6 +37,23 @@ class Normalisation:
         return np.clip(out, -0.5, 1.5, out=out)
 
 
+    def table(self, scale: float, dtype: str, before: bool) -> np.ndarray | None:
+        """For integer tiles: :meth:`apply` of ``dn / scale`` for every stored value, as a lookup table
+        (bands, values).  A gather per pixel instead of interpolation: several times faster, same numbers."""
+        if dtype not in ("uint8", "uint16"):
+            return None
+        dn = np.arange(np.iinfo(dtype).max + 1).astype(np.float32) / scale
+        return self.apply(np.broadcast_to(dn, (len(self.lo), 1, dn.size)), before)[:, 0]
+
+
+def apply_table(table: np.ndarray, dn: np.ndarray) -> np.ndarray:
+    """Normalised reflectance of stored values ``dn`` (bands, h, w) through :meth:`Normalisation.table`."""
+    out = np.empty(dn.shape, np.float32)
+    for i in range(dn.shape[0]):
+        np.take(table[i], dn[i], out=out[i])
+    return out
+
+
 def fit_normalisation(before: np.ndarray, after: np.ndarray, ok: np.ndarray, method: str = "histogram") -> Normalisation:
     """Statistics for :meth:`Normalisation.apply` from pixels where ``ok``."""
     q = np.linspace(0, 1, N_QUANTILES)

@@ -10,7 +10,7 @@ from rasterio.windows import Window
 from satcheck.align import PairReader, pair_tiles
 from satcheck.config import MaskConfig, RunConfig
 from satcheck.masks import cloud_and_shadow
-from satcheck.radiometry import fit_normalisation
+from satcheck.radiometry import apply_table, fit_normalisation
 from satcheck.tiles import open_tile
 from tests.generate import ORIGIN, textured, write
 
@@ -89,3 +89,18 @@ def test_band_count_mismatch_message(tmp_path):
     b = write(tmp_path / "b_20260901.tif", textured(1, (32, 32), bands=3), t)
     with pytest.raises(BandMismatchError, match="b_20260901.tif: has 3 bands"):
         pair_tiles([open_tile(b)], [open_tile(a)])
+
+
+@pytest.mark.parametrize("dtype, scale", [("uint8", 255.0), ("uint16", 4095.0)])
+@pytest.mark.parametrize("method", ["histogram", "meanstd", "none"])
+def test_lookup_table_gives_the_same_numbers_as_the_formula(dtype, scale, method):
+    rng = np.random.default_rng(4)
+    top = 255 if dtype == "uint8" else 4095
+    b = rng.integers(0, top, (4, 60, 70)).astype(dtype)
+    a = rng.integers(0, top, (4, 60, 70)).astype(dtype)
+    ok = np.ones((60, 70), bool)
+    norm = fit_normalisation(b.astype(np.float32) / scale, a.astype(np.float32) / scale, ok, method)
+    for x, before in ((b, True), (a, False)):
+        expected = norm.apply(x.astype(np.float32) / scale, before)
+        assert np.array_equal(apply_table(norm.table(scale, dtype, before), x), expected)
+    assert norm.table(scale, "float32", True) is None

@@ -1,11 +1,16 @@
 """ChangeNet: shapes, gradients, learning, weights files and seamless tiled inference."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from satcheck.errors import ModelError
-from satcheck.model.infer import Predictor, to_input
+from satcheck.model.infer import make_predictor
+from satcheck.model.runtime import to_input
 from satcheck.model.network import IN_CHANNELS, ChangeNet, count_parameters, flops_per_megapixel
 from satcheck.model.weights import load_weights, save_weights
 
@@ -83,7 +88,7 @@ def test_blending_leaves_no_seam(engine):
     with torch.no_grad():
         for p in m.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    pred = Predictor(m, "cpu", engine, tile_px=128, overlap_px=32, batch_size=3)
+    pred = make_predictor(m, "cpu", engine, tile_px=128, overlap_px=32, batch_size=3)
     x = np.full((4, 300, 333), 0.4, np.float32)
     prob, exc = pred.predict(to_input(x), to_input(x * 1.2))
     assert prob.shape == (300, 333)
@@ -96,17 +101,37 @@ def test_tiled_equals_whole_in_the_interior():
     rng = np.random.default_rng(0)
     b = to_input(rng.random((4, 256, 256), dtype=np.float32))
     a = to_input(rng.random((4, 256, 256), dtype=np.float32))
-    whole, _ = Predictor(m, "cpu", "torch", tile_px=256, overlap_px=0).predict(b, a)
-    tiled, _ = Predictor(m, "cpu", "torch", tile_px=128, overlap_px=64).predict(b, a)
+    whole, _ = make_predictor(m, "cpu", "torch", tile_px=256, overlap_px=0).predict(b, a)
+    tiled, _ = make_predictor(m, "cpu", "torch", tile_px=128, overlap_px=64).predict(b, a)
     assert np.abs(whole - tiled)[32:-32, 32:-32].mean() < 0.02
 
 
-def test_onnx_matches_torch():
+def test_onnx_matches_torch_at_any_size():
     torch.manual_seed(3)
     m = ChangeNet().eval()
     rng = np.random.default_rng(1)
-    b = to_input(rng.random((3, 96, 96), dtype=np.float32))
-    a = to_input(rng.random((3, 96, 96), dtype=np.float32))
-    p1, _ = Predictor(m, "cpu", "torch", tile_px=96).predict(b, a)
-    p2, _ = Predictor(m, "cpu", "onnx", tile_px=96).predict(b, a)
-    assert np.abs(p1 - p2).max() < 1e-3
+    b = to_input(rng.random((3, 97, 101), dtype=np.float32))
+    a = to_input(rng.random((3, 97, 101), dtype=np.float32))
+    p1, e1 = make_predictor(m, "cpu", "torch", tile_px=128).predict(b, a)
+    p2, e2 = make_predictor(m, "cpu", "onnx", tile_px=128).predict(b, a)
+    assert p1.shape == (97, 101)
+    assert np.abs(p1 - p2).max() < 1e-3 and np.abs(e1 - e2).max() < 1e-3
+
+
+def test_cpu_run_with_cached_graph_does_not_import_torch(tmp_path):
+    """The second run on a machine finds the exported graph and starts without torch (seconds saved)."""
+    m = ChangeNet()
+    weights = save_weights(m, tmp_path / "w.pt", {"bands": [3, 4]})
+    code = (
+        "import sys, numpy as np\n"
+        "from satcheck.config import ModelConfig\n"
+        "from satcheck.detect.learned import ModelDetector\n"
+        f"d = ModelDetector(ModelConfig(weights={str(weights)!r}), 'cpu', 3)\n"
+        "print(d.predictor.engine, 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "SATCHECK_CACHE": str(tmp_path / "cache")}
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert first.stdout.split() == ["onnx", "True"]
+    assert second.stdout.split() == ["onnx", "False"]
+    assert len(list((tmp_path / "cache" / "onnx").glob("w-*.onnx"))) == 1

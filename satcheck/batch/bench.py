@@ -57,12 +57,12 @@ def _stage_model(before: str, after: str, device: str, q) -> None:
         else:
             del det
     gpu_mb = None
-    if chosen.predictor.device.type == "cuda":
+    if chosen.predictor.device_type == "cuda":
         import torch
 
         gpu_mb = torch.cuda.max_memory_allocated() / 2**20
     auto = next(v for k, v in speeds.items() if k.endswith("*"))
-    q.put({"model_mpx_s": auto, "engine": chosen.predictor.engine, "device": chosen.predictor.device.type,
+    q.put({"model_mpx_s": auto, "engine": chosen.predictor.engine, "device": chosen.predictor.device_type,
            "by_engine": {k.rstrip("*"): v for k, v in speeds.items() if not k.endswith("*")},
            "rss": _peak_rss_mb(), "gpu_mb": gpu_mb})
 

@@ -10,8 +10,8 @@ from satcheck.align import PairWindow
 from satcheck.config import ModelConfig
 from satcheck.detect.base import CONSTRUCTION, EXCAVATION, ChangeScores
 from satcheck.errors import BandMismatchError, ModelError
-from satcheck.model.infer import Predictor, to_input
-from satcheck.model.weights import load_weights, shipped_weights
+from satcheck.model.runtime import OnnxPredictor, TiledPredictor, cached_onnx, choose_engine, to_input
+from satcheck.model.weights import shipped_weights
 
 SUPPORTED_BANDS = (3, 4)
 
@@ -20,8 +20,26 @@ def weights_path(cfg: ModelConfig) -> Path | None:
     return Path(cfg.weights) if cfg.weights else shipped_weights()
 
 
-def model_available(cfg: ModelConfig, bands: int) -> bool:
+def model_available(cfg: ModelConfig) -> bool:
     return weights_path(cfg) is not None
+
+
+def build_predictor(cfg: ModelConfig, device: str, path: Path) -> tuple[TiledPredictor, dict]:
+    """The inference engine for ``path`` and the weights' metadata; torch is imported only when needed."""
+    tiling = {"tile_px": cfg.tile_px, "overlap_px": cfg.overlap_px, "batch_size": cfg.batch_size}
+    if choose_engine(cfg.engine, device) == "onnx":
+        hit = cached_onnx(path)
+        if hit is None:
+            from satcheck.model.infer import cache_onnx
+
+            hit = cache_onnx(path)
+        graph, meta = hit
+        return OnnxPredictor(graph, cfg.threads, **tiling), meta
+    from satcheck.model.infer import TorchPredictor
+    from satcheck.model.weights import load_weights
+
+    model, meta = load_weights(path)
+    return TorchPredictor(model, device, cfg.threads, **tiling), meta
 
 
 class ModelDetector:
@@ -33,7 +51,9 @@ class ModelDetector:
         if path is None:
             raise ModelError("models/changenet.pt: no shipped weights found; run 'satcheck train' or pass weights "
                              "in detect.model.weights")
-        model, meta = load_weights(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: weights file not found; pass --model with a file made by 'satcheck train'")
+        self.predictor, meta = build_predictor(cfg, device, path)
         fits = tuple(meta.get("bands", SUPPORTED_BANDS))
         if bands not in fits:
             raise BandMismatchError(
@@ -42,14 +62,12 @@ class ModelDetector:
         self.meta = meta
         self.path = path
         self.threshold = cfg.threshold
-        self.predictor = Predictor(model, device, cfg.engine, cfg.tile_px, cfg.overlap_px, cfg.batch_size,
-                                   cfg.threads, path)
-        self.name = f"model ({path.name}, {self.predictor.engine} on {self.predictor.device.type})"
+        self.name = f"model ({path.name}, {self.predictor.engine} on {self.predictor.device_type})"
 
     def prepare(self, sample: PairWindow, px_m: float) -> None:
         return None
 
     def score(self, pw: PairWindow) -> ChangeScores:
         prob, exc = self.predictor.predict(to_input(pw.before), to_input(pw.after))
-        prob = np.where(pw.valid, prob, 0).astype(np.float32)
+        prob = np.where(pw.valid, prob, 0).astype(np.float32, copy=False)
         return ChangeScores(prob, np.where(exc > 0.5, EXCAVATION, CONSTRUCTION).astype(np.uint8))

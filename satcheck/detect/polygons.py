@@ -35,8 +35,13 @@ class Piece:
 def window_pieces(mask: np.ndarray, probability: np.ndarray, change_type: np.ndarray, transform: Affine,
                   source: str) -> list[Piece]:
     """Polygons of the change regions in one window, with their pixel statistics."""
-    if not mask.any():
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
         return []
+    # Only the extent of the change: labelling and counting the whole window would cost more than the shapes.
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    mask, probability, change_type = mask[r0:r1, c0:c1], probability[r0:r1, c0:c1], change_type[r0:r1, c0:c1]
+    transform = transform * Affine.translation(int(c0), int(r0))
     lab, n = ndimage.label(mask)
     idx = lab.ravel()
     sums = np.bincount(idx, weights=probability.ravel(), minlength=n + 1)

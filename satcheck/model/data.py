@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from satcheck.datasets import load_dataset
-from satcheck.model.infer import to_input
+from satcheck.model.runtime import to_input
 from satcheck.radiometry import normalise_pair
 from satcheck.synth.scene import make_pair
 

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IN_CHANNELS = 5
+from satcheck.model.runtime import IN_CHANNELS
+
 OUT_CHANNELS = 3  # change logit, construction logit, excavation logit
 
 

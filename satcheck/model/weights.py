@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from satcheck.atomic import atomic_path
 from satcheck.errors import ModelError
-from satcheck.model.network import ChangeNet
+
+if TYPE_CHECKING:
+    from satcheck.model.network import ChangeNet
+
+# torch is imported inside the functions that need it: finding the shipped weights must not cost a torch import.
 
 FORMAT = "satcheck-changenet"
 FORMAT_VERSION = 1
@@ -20,6 +22,8 @@ SHIPPED = "changenet.pt"
 
 
 def save_weights(model: ChangeNet, path: str | Path, meta: dict) -> Path:
+    import torch
+
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = {
@@ -45,6 +49,10 @@ def shipped_weights() -> Path | None:
 
 def load_weights(path: str | Path) -> tuple[ChangeNet, dict]:
     """A ChangeNet with the weights of ``path`` and the metadata saved with them."""
+    import torch
+
+    from satcheck.model.network import ChangeNet
+
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: weights file not found; pass --model with a file made by 'satcheck train'")
@@ -67,11 +75,3 @@ def load_weights(path: str | Path) -> tuple[ChangeNet, dict]:
     model.eval()
     meta = json.loads(payload.get("meta_json", "{}"))
     return model, meta
-
-
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
