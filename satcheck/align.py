@@ -10,6 +10,7 @@ read when the pair is opened; pixels are then read window by window.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -175,11 +176,18 @@ class PairReader(contextlib.AbstractContextManager):
         after = self._after.read(**kw)
         a_ok = self._after.read_masks(1, **kw) > 0
         before = np.zeros(after.shape, self._before_dtype)
-        b_ok = np.zeros(a_ok.shape, bool)
+        before, b_ok = None, None
         for vrt in self._befores:
             data = vrt.read(**kw)
-            ok = (vrt.read_masks(1, **kw) > 0) & ~b_ok
-            before[:, ok] = data[:, ok]
+            ok = vrt.read_masks(1, **kw) > 0
+            if before is None:
+                # The usual case, one earlier tile: no per-pixel copy (values outside b_ok are never used).
+                before, b_ok = data.astype(self._before_dtype, copy=False), ok
+                if not ok.all():
+                    before[:, ~ok] = 0  # as where no earlier tile covers: what detectors see at nodata
+                continue
+            ok &= ~b_ok
+            np.copyto(before, data, where=ok[None], casting="unsafe")
             b_ok |= ok
         return before, after, b_ok, a_ok
 
@@ -206,8 +214,14 @@ class PairReader(contextlib.AbstractContextManager):
         self._norm = fit_normalisation(rb, ra, ok, cfg.normalise.method)
         self._table_b = self._norm.table(self._scale_b, self._before_dtype, True)
         self._table_a = self._norm.table(self._scale_a, self.pair.after.dtype, False)
-        # Decimated, normalised views for detectors that need scene statistics.
-        self.sample = PairWindow(win, self._norm.apply(rb, True), self._norm.apply(ra, False), ok, self._masked_lr)
+        self._sample_raw = (rb, ra, ok)
+
+    @functools.cached_property
+    def sample(self) -> PairWindow:
+        """A decimated, normalised view of the whole pair, for detectors that need scene statistics."""
+        rb, ra, ok = self._sample_raw
+        return PairWindow(self.pair.window, self._norm.apply(rb, True), self._norm.apply(ra, False), ok,
+                          self._masked_lr)
 
     # ----------------------------------------------------------------- windows
     def read(self, window: Window) -> PairWindow:

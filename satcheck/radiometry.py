@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 N_QUANTILES = 257
+MAX_STAT_PX = 2**18
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ def fit_normalisation(before: np.ndarray, after: np.ndarray, ok: np.ndarray, met
     bq, aq, lo, span = [], [], [], []
     for i in range(after.shape[0]):
         b, a = before[i][ok], after[i][ok]
+        if a.size > MAX_STAT_PX:
+            # Quantiles of a regular subsample: a quarter million values pin each of 257 quantiles to well
+            # under 0.5 % of rank, at a fraction of the cost of partitioning a whole decimated tile.
+            step = -(-a.size // MAX_STAT_PX)
+            b, a = b[::step], a[::step]
         if a.size == 0:
             b = a = np.zeros(1, np.float32)
         if method == "histogram":

@@ -47,7 +47,8 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
     n_masked = done = 0
     profile = {"driver": "GTiff", "width": a.width, "height": a.height, "count": 1, "dtype": "uint8",
                "crs": a.crs, "transform": a.transform, "nodata": PROB_NODATA, "tiled": True,
-               "blockxsize": 512, "blockysize": 512, "compress": "deflate"}
+               # The scratch copy lives seconds: the fastest codec; the COG made from it is DEFLATE.
+               "blockxsize": 512, "blockysize": 512, "compress": "zstd", "zstd_level": 1}
     dst = scratch = None
     if prob_path is not None and config.output.probability_cog:
         prob_path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,8 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
     grown = [with_halo(c, halo, a.width, a.height) for c in cores]
     try:
         with PairReader(pair, config) as reader, ThreadPoolExecutor(1) as io:
-            detector.prepare(reader.sample, reader.px_m)
+            if detector.needs_sample:
+                detector.prepare(reader.sample, reader.px_m)
             # Reading and decoding the next window overlaps scoring this one (GDAL releases the GIL).
             nxt = io.submit(reader.read, grown[0][0]) if cores else None
             for i, core in enumerate(cores):
@@ -83,7 +85,8 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
         if dst is not None:
             dst.close()
             with atomic_path(prob_path) as tmp:
-                rasterio.shutil.copy(scratch, tmp, driver="COG", compress="DEFLATE", overview_resampling="average")
+                rasterio.shutil.copy(scratch, tmp, driver="COG", compress="DEFLATE", overview_resampling="average",
+                                     num_threads="ALL_CPUS")
     finally:
         if dst is not None:
             dst.close()

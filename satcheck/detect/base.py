@@ -27,13 +27,15 @@ class Detector(Protocol):
 
     ``halo`` is the context in pixels the detector needs around a window
     for its scores to be independent of where windows fall.  ``prepare``
-    sees a decimated sample of the whole pair once, before any window.
+    sees a decimated sample of the whole pair once, before any window, if
+    ``needs_sample`` says it uses one.
     Pixels scoring ``threshold`` or more are change.
     """
 
     name: str
     halo: int
     threshold: float
+    needs_sample: bool
 
     def prepare(self, sample: PairWindow, px_m: float) -> None: ...
 

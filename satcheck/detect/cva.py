@@ -59,6 +59,7 @@ class CvaDetector:
         self.halo = cfg.max_shift_px + 4
         self.magnitude_threshold = cfg.threshold or cfg.min_threshold
         self.threshold = 0.5
+        self.needs_sample = cfg.threshold is None  # the automatic threshold comes from the whole pair
 
     def _magnitude(self, pw_before: np.ndarray, pw_after: np.ndarray, shift: int) -> np.ndarray:
         d = shift_tolerant_difference(pw_after, pw_before, shift)

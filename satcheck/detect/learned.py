@@ -45,6 +45,7 @@ def build_predictor(cfg: ModelConfig, device: str, path: Path) -> tuple[TiledPre
 class ModelDetector:
     name = "model"
     halo = 32
+    needs_sample = False
 
     def __init__(self, cfg: ModelConfig, device: str, bands: int):
         path = weights_path(cfg)
