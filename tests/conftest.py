@@ -10,6 +10,18 @@ from satcheck.synth.write import SceneSpec, write_scene
 SHARED = Path(os.environ.get("SATCHECK_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_model_cache(tmp_path_factory):
+    """Exported ONNX graphs go to a folder of this test session, not the user's cache."""
+    old = os.environ.get("SATCHECK_CACHE")
+    os.environ["SATCHECK_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("SATCHECK_CACHE", None)
+    else:
+        os.environ["SATCHECK_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED.is_dir():

@@ -62,8 +62,6 @@ class TrainConfig(_Strict):
     widths: tuple[int, int, int, int] = (16, 32, 64, 96)
     decoder: int = 32
     threads: int | None = None
-    ema_decay: float = Field(0.0, ge=0, lt=1, description="Keep an exponential moving average of the weights "
-                             "and save it (0: save the last weights).")
     synthetic: SyntheticSource = SyntheticSource()
     datasets: list[FolderSource] = []
     naip: NaipSource | None = None
@@ -96,22 +94,6 @@ def _loss(logits: torch.Tensor, label: torch.Tensor, cls: torch.Tensor) -> torch
         t_logits = logits[:, 1:3].permute(0, 2, 3, 1)[typed]
         type_loss = F.cross_entropy(t_logits, (cls[typed] - 1).long())
     return bce + dice + 0.5 * type_loss
-
-
-class _Ema:
-    """Moving average of the weights (and BatchNorm statistics): smoother than the last step's weights."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.state[k].lerp_(v, 1 - self.decay)
-            else:
-                self.state[k].copy_(v)
 
 
 def _existing(path: str) -> Path | None:
@@ -161,7 +143,6 @@ def train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print)
     t0 = time.perf_counter()
     history = []
     running = None
-    ema = _Ema(model, cfg.ema_decay) if cfg.ema_decay else None
     model.train()
     for step in range(cfg.steps):
         b, a, y, c = sampler.batch(cfg.batch_size)
@@ -171,14 +152,10 @@ def train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print)
         loss.backward()
         opt.step()
         sched.step()
-        if ema is not None:
-            ema.update(model)
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         if (step + 1) % 50 == 0 or step == cfg.steps - 1:
             history.append({"step": step + 1, "loss": round(running, 4), "seconds": round(time.perf_counter() - t0, 1)})
             log(f"step {step + 1}/{cfg.steps} loss {running:.4f} ({time.perf_counter() - t0:.0f} s)")
-    if ema is not None:
-        model.load_state_dict(ema.state)
     model = model.cpu().eval()
     record = {
         "architecture": "ChangeNet",
