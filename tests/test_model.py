@@ -10,8 +10,8 @@ import torch
 
 from satcheck.errors import ModelError
 from satcheck.model.infer import make_predictor
-from satcheck.model.runtime import to_input
 from satcheck.model.network import IN_CHANNELS, ChangeNet, count_parameters, flops_per_megapixel
+from satcheck.model.runtime import to_input
 from satcheck.model.weights import load_weights, save_weights
 
 

@@ -4,7 +4,7 @@ Windows overlap and are blended with weights that fall towards their
 edges, so there are no seams.  This module does not import torch: a CPU
 run whose weights were exported to ONNX once (the graph is cached under
 the weights' digest) starts without importing torch, which alone costs
-about 2.5 s on two cores — as much as scoring 8 Mpx.
+about 2.5 s on two cores — as long as scoring some 10 Mpx takes.
 """
 
 from __future__ import annotations
