@@ -104,3 +104,21 @@ def test_lookup_table_gives_the_same_numbers_as_the_formula(dtype, scale, method
         expected = norm.apply(x.astype(np.float32) / scale, before)
         assert np.array_equal(apply_table(norm.table(scale, dtype, before), x), expected)
     assert norm.table(scale, "float32", True) is None
+
+
+def test_decimated_read_by_strips_gives_gdals_pixels(tmp_path):
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from satcheck.align import _decimated_by_strips
+
+    dn = np.clip(np.round(textured(9, (700, 650)) * 255 / 0.8), 1, 255).astype(np.uint8)
+    dn[:, :40, :] = 0  # a nodata margin, so the mask has both values
+    path = write(tmp_path / "t_20261001.tif", dn, from_origin(*ORIGIN, 1, 1))
+    with rasterio.open(path) as src:
+        assert not src.read_masks(1).all()
+        for win, shape in ((Window(0, 0, 650, 700), (128, 119)), (Window(13, 29, 601, 555), (97, 213))):
+            kw = {"window": win, "out_shape": shape, "resampling": Resampling.nearest}
+            data, mask = _decimated_by_strips(src, win, shape, strip=64)
+            assert np.array_equal(data, src.read(**kw))
+            assert np.array_equal(mask, src.read_masks(1, **kw) > 0)
