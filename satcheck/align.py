@@ -194,7 +194,7 @@ class PairReader(contextlib.AbstractContextManager):
         shape = (max(1, int(round(win.height / f))), max(1, int(round(win.width / f))))
         before, after, b_ok, a_ok = self._read_dn(win, shape)
         before, after = before.astype(np.float32), after.astype(np.float32)
-        self._scale_b = dn_scale(self.pair.befores[0].dtype, before[:, b_ok])
+        self._scale_b = dn_scale(self._before_dtype, before[:, b_ok])
         self._scale_a = dn_scale(self.pair.after.dtype, after[:, a_ok])
         rb, ra = before / self._scale_b, after / self._scale_a
         lr_px = self.px_m * f
@@ -256,8 +256,8 @@ def _read_source(src, window: Window, out_shape: tuple[int, int] | None) -> tupl
 def _decimated_by_strips(src, window: Window, out_shape: tuple[int, int], strip: int = 512):
     """Nearest-neighbour decimation, read as full-resolution strips.
 
-    GDAL decodes every block for a decimated read anyway; by strips, with the mask taken from blocks just
-    decoded, it gives the same pixels 2.7 times faster (3.7 s → 1.4 s for an 8192² four-band tile).
+    GDAL decodes every block for a decimated read anyway, and again for the mask; by strips, with the mask
+    taken from blocks just decoded, the same pixels come back in well under half the time.
     """
     h, w = int(window.height), int(window.width)
     oh, ow = out_shape

@@ -21,7 +21,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_fail = fail
 
 
 def _version(value: bool) -> None:
@@ -61,7 +60,7 @@ def run(
         else:
             result = _with_progress(lambda p: detect_changes(before, after, out_dir, cfg, progress=p, rules=rules))
     except SatcheckError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     summary = result.summary()
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
@@ -115,7 +114,7 @@ def inspect(
     try:
         info = inspect_tile(tile)
     except SatcheckError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps(info, ensure_ascii=False))
         return
@@ -149,7 +148,7 @@ def train(
         cfg = cfg.model_copy(update=update)
         record = run_training(cfg, out_path, log=lambda m: err.print(m, highlight=False))
     except SatcheckError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"weights: {out_path} ({record['parameters']} parameters, {record['gflops_per_mpx']} GFLOP/Mpx, "
               f"{record['train_seconds']} s)")
 
@@ -183,7 +182,7 @@ def evaluate_cmd(
         result = evaluate(det, pairs, min_object_px)
         result.skipped = skipped
     except SatcheckError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     d = result.as_dict() | {"detector": det.name, "dataset": str(dataset)}
     if as_json:
         typer.echo(json.dumps(d, ensure_ascii=False))
@@ -219,7 +218,7 @@ def bench(
     try:
         r = run_bench(size, device, baseline=baseline)
     except SatcheckError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps(r))
         return
@@ -265,7 +264,7 @@ def export(
         chosen = select(read_patches(patches_file), cls or None, admin or None, min_area)
         written = write_all(chosen, out_dir, formats, lang, stem)
     except SatcheckError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"{len(chosen)} patches")
     for k, v in written.items():
         out.print(f"  {k:<8} {v}")
@@ -286,7 +285,7 @@ def score(
 
     for p in (result, truth):
         if not p.is_file():
-            raise _fail(SatcheckError(f"{p}: not found; pass a vector file"))
+            raise fail(SatcheckError(f"{p}: not found; pass a vector file"))
     pred = gpd.read_file(result)
     true = gpd.read_file(truth).to_crs(pred.crs) if len(pred) else gpd.read_file(truth)
     run_json = result.parent / "run.json"
@@ -321,7 +320,7 @@ def batch(
         else:
             res = _batch_with_bar(lambda p: run_batch(manifest, workers, scheduler, force, progress=p))
     except SatcheckError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     s = res.summary()
     if as_json:
         typer.echo(json.dumps(s, ensure_ascii=False))

@@ -37,7 +37,6 @@ class Normalisation:
             out[i] = (b - self.lo[i]) / self.span[i]
         return np.clip(out, -0.5, 1.5, out=out)
 
-
     def table(self, scale: float, dtype: str, before: bool) -> np.ndarray | None:
         """For integer tiles: :meth:`apply` of ``dn / scale`` for every stored value, as a lookup table
         (bands, values).  A gather per pixel instead of interpolation: several times faster, same numbers."""

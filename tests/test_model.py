@@ -123,7 +123,7 @@ def test_cpu_run_with_cached_graph_does_not_import_torch(tmp_path):
     m = ChangeNet()
     weights = save_weights(m, tmp_path / "w.pt", {"bands": [3, 4]})
     code = (
-        "import sys, numpy as np\n"
+        "import sys\n"
         "from satcheck.config import ModelConfig\n"
         "from satcheck.detect.learned import ModelDetector\n"
         f"d = ModelDetector(ModelConfig(weights={str(weights)!r}), 'cpu', 3)\n"

@@ -14,7 +14,7 @@ from satcheck import __version__
 from satcheck.align import Pair, pair_tiles
 from satcheck.atomic import atomic_path
 from satcheck.batch.enforce import enforcement_outputs, patch_summary
-from satcheck.batch.tile import detect_pair, pixel_area_m2, reproject_pieces
+from satcheck.batch.tile import detect_pair, reproject_pieces
 from satcheck.config import RunConfig, dump_config
 from satcheck.detect import get_detector
 from satcheck.detect.polygons import Piece, merge_pieces
@@ -39,7 +39,7 @@ class RunResult:
 
     def summary(self) -> dict[str, object]:
         by_type = self.changes.groupby("change_type")["area_m2"].agg(["count", "sum"]) if len(self.changes) else None
-        px_area = pixel_area_m2(self.pairs[0]) if self.pairs else 0
+        px_area = self.pairs[0].after.pixel_area_m2 if self.pairs else 0
         return {
             "satcheck": __version__,
             "detector": self.detector,
@@ -70,7 +70,7 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary."""
     crs = pairs[0].after.crs
     pixels = sum(p.pixels for p in pairs)
-    changes = merge_pieces(pieces, crs, pixel_area_m2(pairs[0]), config.cleanup.min_area_m2,
+    changes = merge_pieces(pieces, crs, pairs[0].after.pixel_area_m2, config.cleanup.min_area_m2,
                            config.cleanup.min_mean_score)
     outputs: dict[str, str] = {}
     if config.output.probability_cog:

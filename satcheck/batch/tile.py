@@ -33,15 +33,11 @@ class TileResult:
     masked: int
 
 
-def pixel_area_m2(pair: Pair) -> float:
-    return pair.after.pixel_area_m2
-
-
 def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
                 progress: Callable[[int], None] | None = None) -> TileResult:
     """Score, clean and polygonise one pair; write its probability COG to ``prob_path`` (None: skip)."""
     a = pair.after
-    px_area = pixel_area_m2(pair)
+    px_area = pair.after.pixel_area_m2
     halo = max(config.window.halo, detector.halo + config.cleanup.open_px + config.cleanup.close_px + 2)
     pieces: list[Piece] = []
     n_masked = done = 0

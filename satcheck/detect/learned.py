@@ -11,7 +11,7 @@ from satcheck.config import ModelConfig
 from satcheck.detect.base import CONSTRUCTION, EXCAVATION, ChangeScores
 from satcheck.errors import BandMismatchError, ModelError
 from satcheck.model.runtime import OnnxPredictor, TiledPredictor, cached_onnx, choose_engine, to_input
-from satcheck.model.weights import shipped_weights
+from satcheck.model.weights import load_weights, shipped_weights
 
 SUPPORTED_BANDS = (3, 4)
 
@@ -36,7 +36,6 @@ def build_predictor(cfg: ModelConfig, device: str, path: Path) -> tuple[TiledPre
         graph, meta = hit
         return OnnxPredictor(graph, cfg.threads, **tiling), meta
     from satcheck.model.infer import TorchPredictor
-    from satcheck.model.weights import load_weights
 
     model, meta = load_weights(path)
     return TorchPredictor(model, device, cfg.threads, **tiling), meta
