@@ -198,8 +198,8 @@ class PairReader(contextlib.AbstractContextManager):
         self._scale_a = dn_scale(self.pair.after.dtype, after[:, a_ok])
         rb, ra = before / self._scale_b, after / self._scale_a
         lr_px = self.px_m * f
-        cm_b = cloud_and_shadow(rb, b_ok, cfg.masks, lr_px)
-        cm_a = cloud_and_shadow(ra, a_ok, cfg.masks, lr_px)
+        cm_b = cloud_and_shadow(rb, b_ok, cfg.masks, lr_px, ra, a_ok)
+        cm_a = cloud_and_shadow(ra, a_ok, cfg.masks, lr_px, rb, b_ok)
         self._masked_lr = cm_b | cm_a
         ok = b_ok & a_ok & ~self._masked_lr
         if ok.sum() < 16:

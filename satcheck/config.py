@@ -38,7 +38,8 @@ class MaskConfig(_Strict):
     cloud_brightness: float = Field(0.75, gt=0, le=1, description="Min brightness (0..1) of cloud.")
     cloud_max_saturation: float = Field(0.18, ge=0, le=1)
     shadow: bool = True
-    shadow_brightness: float = Field(0.5, gt=0, lt=1, description="Shadow: darker than this share of the scene median.")
+    shadow_brightness: float = Field(
+        0.5, gt=0, lt=1, description="Shadow: darker than this share of the same place on the other date.")
     dilate_m: float = Field(30.0, ge=0, le=500, description="Margin added around cloud and shadow (soft edges).")
     min_cloud_m2: float = Field(5000.0, ge=0, description="Smaller bright blobs are roofs, not cloud.")
 

@@ -81,6 +81,25 @@ def test_cloud_masked_roof_not():
     assert not m[180:188, 10:20].any()
 
 
+def test_forest_near_a_cloud_is_not_shadow_when_it_is_dark_on_both_dates():
+    cfg = MaskConfig()
+    yy, xx = np.mgrid[0:200, 0:200]
+    earlier = np.full((4, 200, 200), 0.2, np.float32)
+    forest = (yy > 120) & (xx < 90)  # dark on both dates, 100 m from the cloud
+    earlier[:, forest] = 0.05
+    later = earlier.copy()
+    cloud = (yy - 60) ** 2 + (xx - 60) ** 2 < 40**2
+    later[:, cloud] = 0.85
+    shadow = ((yy - 110) ** 2 + (xx - 150) ** 2 < 30**2) & ~cloud & ~forest
+    later[:, shadow] *= 0.4
+    ok = np.ones((200, 200), bool)
+    m = cloud_and_shadow(later, ok, cfg, 1.0, earlier, ok)
+    assert m[shadow].mean() > 0.9
+    assert not m[forest & (yy > 160)].any()  # beyond the 30 m margin of the cloud
+    # Judged on one date alone the forest is taken for shadow: the other date is what tells them apart.
+    assert cloud_and_shadow(later, ok, cfg, 1.0)[forest & (yy > 160)].mean() > 0.9
+
+
 def test_band_count_mismatch_message(tmp_path):
     from satcheck.errors import BandMismatchError
 

@@ -380,7 +380,8 @@ def _noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np
     return n
 
 
-def _raster(geoms, shape, value=1, dtype=np.uint8) -> np.ndarray:
+def raster(geoms, shape, value=1, dtype=np.uint8) -> np.ndarray:
+    """Burn pixel-space geometries into an array of ``shape``."""
     geoms = [(g, value) for g in geoms if g is not None and not g.is_empty]
     if not geoms:
         return np.zeros(shape, dtype)
@@ -421,14 +422,14 @@ def render(rng: np.random.Generator, L: Layout, *, date: str, sun: tuple[float, 
         tex = 1 + amp * rows + 0.06 * fine[sl] + 0.05 * coarse[sl]
         img[:, sl[0], sl[1]][:, m] = (col[:, None, None] * tex[None])[:, m]
     for g in L.forest:
-        m = _raster([g], shape).astype(bool)
+        m = raster([g], shape).astype(bool)
         canopy = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 2.0 / max(L.gsd, .25))
         canopy /= canopy.std() + 1e-6
         _paint(img, m, "forest", 0.25 * canopy + 0.05 * coarse)
     for g in L.water:
-        _paint(img, _raster([g], shape).astype(bool), "water", 0.08 * coarse)
+        _paint(img, raster([g], shape).astype(bool), "water", 0.08 * coarse)
     for g, kind in L.roads:
-        _paint(img, _raster([g], shape).astype(bool), kind, 0.05 * fine)
+        _paint(img, raster([g], shape).astype(bool), kind, 0.05 * fine)
 
     mine = list(L.mine_before)
     built = list(L.buildings)
@@ -448,24 +449,24 @@ def render(rng: np.random.Generator, L: Layout, *, date: str, sun: tuple[float, 
             else:
                 built.append((c.geom, str(rng.choice(ROOFS))))
     for g in mine:
-        m = _raster([g], shape).astype(bool)
+        m = raster([g], shape).astype(bool)
         # Benches of the pit: alternating bright and dark bands following its outline.
-        dist = ndimage.distance_transform_edt(_raster([g.buffer(_m(L, 2))], shape))
+        dist = ndimage.distance_transform_edt(raster([g.buffer(_m(L, 2))], shape))
         bench = np.sin(dist * L.gsd / 6.0 * 2 * np.pi)
         _paint(img, m, "spoil", 0.15 * bench + 0.08 * fine + 0.06 * coarse)
         inner = g.buffer(-_m(L, 25))
         if not inner.is_empty and rng.random() < 0.6:
-            _paint(img, _raster([inner], shape).astype(bool), "pit_water", 0.05 * fine)
+            _paint(img, raster([inner], shape).astype(bool), "pit_water", 0.05 * fine)
     for g in yards:
-        _paint(img, _raster([g], shape).astype(bool), "yard", 0.04 * fine)
+        _paint(img, raster([g], shape).astype(bool), "yard", 0.04 * fine)
     # Shadows first, then roofs on top of them.
     sx, sy = sun
     shadow_geoms = [affinity.translate(b, sx / L.gsd, sy / L.gsd) for b, _ in built]
     if shadow_geoms:
-        sm = _raster(shadow_geoms, shape).astype(bool)
+        sm = raster(shadow_geoms, shape).astype(bool)
         img[:, sm] *= 0.45
     for b, roof in built:
-        m = _raster([b], shape).astype(bool)
+        m = raster([b], shape).astype(bool)
         ridge = (np.abs((xx[m] - b.centroid.x)) < 1.0).astype(np.float32) * 0.1
         img[:, m] = np.asarray(COVER[roof], np.float32)[:, None] * (1 + 0.03 * fine[m] - ridge)[None]
     return np.clip(img, 0.0, 1.0)
@@ -534,7 +535,7 @@ def make_pair(seed: int, size: tuple[int, int] = (1536, 1536), gsd: float = 1.0,
     after += rng.normal(0, 0.006, after.shape).astype(np.float32)
     truth = np.zeros((h, w), np.uint8)
     for c in L.changes:
-        truth = np.maximum(truth, _raster([c.geom], (h, w), c.kind))
+        truth = np.maximum(truth, raster([c.geom], (h, w), c.kind))
     before_valid = np.ones((h, w), bool)
     after_valid = np.ones((h, w), bool)
     if collar:

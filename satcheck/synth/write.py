@@ -19,7 +19,7 @@ from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 
 from satcheck.atomic import atomic_path
-from satcheck.synth.scene import CONSTRUCTION, ScenePair, make_pair, to_dn
+from satcheck.synth.scene import CONSTRUCTION, ScenePair, make_pair, raster, to_dn
 from satcheck.windows import window_grid
 
 BAND_NAMES = ("red", "green", "blue", "nir")
@@ -126,8 +126,11 @@ def write_scene(out: str | Path, spec: SceneSpec = SceneSpec()) -> dict[str, obj
     changes = []
     for c in L.changes:
         g = _to_map(c.geom, t)
+        # The truth raster is emptied under cloud and its shadow: what is left of the object is what can be seen.
+        own = raster([c.geom], pair.truth.shape).astype(bool)
+        clear = float((pair.truth[own] > 0).mean()) if own.any() else 1.0
         changes.append({"label": c.label.split(":")[0], "class": "construction" if c.kind == CONSTRUCTION else "excavation",
-                        "area_m2": round(g.area, 1), "geometry": g})
+                        "area_m2": round(g.area, 1), "clear_share": round(clear, 3), "geometry": g})
     _write_layer(truth_dir / "changes.gpkg", _gdf(changes, spec.crs), "changes")
 
     rules = out / "rules"
