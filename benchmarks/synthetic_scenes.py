@@ -34,8 +34,8 @@ def main() -> None:
     a = ap.parse_args()
     cfg = RunConfig().with_overrides(**{"detect.detector": a.detector, "output.probability_cog": False,
                                         "detect.model.threshold": a.threshold})
-    totals = {"truths": 0, "found_03": 0, "found_05": 0, "visible": 0, "visible_found": 0, "false": 0, "km2": 0.0, "nuisance_false": 0,
-              "nuisance_km2": 0.0, "type_ok": 0, "typed": 0}
+    totals = {"truths": 0, "found_03": 0, "found_05": 0, "visible": 0, "visible_found": 0, "false": 0, "km2": 0.0,
+              "nuisance_false": 0, "nuisance_km2": 0.0, "type_ok": 0, "typed": 0}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(a.scenes):
             for changes in (True, False):

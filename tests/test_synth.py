@@ -1,7 +1,6 @@
 """The scene generator's truth: what benchmarks score against."""
 
 import geopandas as gpd
-import numpy as np
 import rasterio
 from rasterio.features import geometry_mask
 
