@@ -65,3 +65,27 @@ def test_inspect_and_version(tmp_path):
     r = _run("inspect", a, "--json")
     assert json.loads(r.output)["date"] == "2026-10-01"
     assert "satcheck" in _run("--version").output
+
+
+@pytest.mark.parametrize("missing", ["torch", "onnxruntime"])
+def test_auto_falls_back_to_the_baseline_only_when_a_runtime_is_missing(monkeypatch, missing):
+    import satcheck.detect.learned as learned
+    from satcheck.config import DetectConfig
+    from satcheck.detect import get_detector
+    from satcheck.errors import ConfigError
+
+    def no_runtime(*a, **k):
+        raise ImportError(f"No module named '{missing}'", name=missing)
+
+    monkeypatch.setattr(learned, "ModelDetector", no_runtime)
+    with pytest.warns(UserWarning, match=f"{missing} is not installed"):
+        assert get_detector(DetectConfig(), 4).name == "cva"
+    with pytest.raises(ConfigError, match=f"needs {missing}"):
+        get_detector(DetectConfig(detector="model"), 4)
+
+    def broken(*a, **k):
+        raise ImportError("cannot import name 'x' from 'satcheck.model.runtime'", name="satcheck.model.runtime")
+
+    monkeypatch.setattr(learned, "ModelDetector", broken)
+    with pytest.raises(ImportError, match="satcheck.model.runtime"):
+        get_detector(DetectConfig(), 4)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 from satcheck.config import DetectConfig
 from satcheck.detect.base import ChangeScores, Detector
 from satcheck.errors import ConfigError
 
 DETECTORS = ("auto", "model", "cva")
+RUNTIMES = ("torch", "onnxruntime")  # what the learned model can run on
 
 
 def get_detector(cfg: DetectConfig, bands: int) -> Detector:
@@ -26,9 +29,14 @@ def get_detector(cfg: DetectConfig, bands: int) -> Detector:
         if name == "model" or model_available(cfg.model):
             try:
                 return ModelDetector(cfg.model, cfg.device, bands)
-            except ImportError:
+            except ImportError as e:
+                # Only a missing inference runtime is a reason to fall back; any other import failure is a
+                # broken install and must not hide behind the baseline.
+                if (e.name or "").split(".")[0] not in RUNTIMES:
+                    raise
                 if name == "model":
-                    raise ConfigError("detector 'model' needs torch; install it (pip install torch)") from None
+                    raise ConfigError(f"detector 'model' needs {e.name}; install it (pip install {e.name})") from None
+                warnings.warn(f"{e.name} is not installed: using the classical baseline (cva)", stacklevel=2)
     from satcheck.detect.cva import CvaDetector
 
     return CvaDetector(cfg.cva)
