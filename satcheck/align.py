@@ -78,6 +78,8 @@ def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[
                     "both dates need the same bands in the same order")
             left, bottom, right, top = transform_bounds(b.crs, a.crs, *b.bounds, densify_pts=21)
             w = from_bounds(left, bottom, right, top, transform=a.transform)
+            if not _overlaps(w, a.width, a.height):
+                continue  # apart, or sharing only an edge
             w = w.round_offsets(op="floor").round_lengths(op="ceil") if hasattr(w, "round_offsets") else w
             part = intersect(Window(int(w.col_off), int(w.row_off), int(w.width) + 1, int(w.height) + 1), full)
             if part is None:
@@ -91,6 +93,12 @@ def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[
             f"{befores[0].path.parent if befores else '?'} and {afters[0].path.parent if afters else '?'}: "
             "no earlier tile overlaps any later tile; check that both dates show the same place")
     return pairs
+
+
+def _overlaps(w: Window, width: int, height: int, tol: float = 1e-6) -> bool:
+    """Whether a fractional window covers some area of a ``width`` x ``height`` grid."""
+    return (w.col_off < width - tol and w.row_off < height - tol
+            and w.col_off + w.width > tol and w.row_off + w.height > tol)
 
 
 def _union(a: Window, b: Window) -> Window:

@@ -33,9 +33,9 @@ def cloud_and_shadow(refl: np.ndarray, valid: np.ndarray, cfg: MaskConfig, px_m:
                      other: np.ndarray | None = None, other_valid: np.ndarray | None = None) -> np.ndarray:
     """Boolean mask of cloud and cloud shadow on a decimated reflectance image (bands R, G, B, ...).
 
-    ``other`` is the other date on the same grid.  Where it is given, a shadow is a place that is much
-    darker than it is on the other date: forest, water and dark soil are dark on both dates and lie
-    near clouds too, and a mine in forested hills must not vanish under a "shadow" mask.
+    ``other`` is the other date on the same grid.  Where it is given, a shadow is a dark place that is
+    also much darker than it is on the other date: forest, water and dark soil are dark on both dates
+    and lie near clouds too, and a mine in forested hills must not vanish under a "shadow" mask.
     """
     shape = refl.shape[1:]
     if refl.shape[0] < 3 or not (cfg.cloud or cfg.shadow):
@@ -55,14 +55,16 @@ def cloud_and_shadow(refl: np.ndarray, valid: np.ndarray, cfg: MaskConfig, px_m:
     if cfg.shadow and cloud.any():
         clear = valid & ~cloud
         med = float(np.median(bright[clear])) if clear.any() else 0.0
-        # Brightness as a share of the scene median, so a change of sun or gain between dates cancels.
+        # Brightness relative to each date's median, so a change of sun or gain between dates cancels.
+        # Shadow must be dark for the scene as well (ref <= 1): a bright field turned dark green is a
+        # change to look at, not a shadow.
         ref = np.ones(shape, np.float32)
         if other is not None and other.shape[0] >= 3:
             o_ok = valid if other_valid is None else other_valid
             o_bright = other[:3].mean(axis=0)
             o_med = float(np.median(o_bright[o_ok])) if o_ok.any() else 0.0
             if o_med > 0:
-                ref = np.where(o_ok, o_bright / o_med, 1.0)
+                ref = np.where(o_ok, np.minimum(o_bright / o_med, 1.0), 1.0)
         dark = (bright < cfg.shadow_brightness * med * ref) & clear
         near = ndimage.distance_transform_edt(~cloud) * px_m < 1500.0
         shadow = _keep_large(dark & near, max(1, min_px // 2))

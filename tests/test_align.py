@@ -87,15 +87,19 @@ def test_forest_near_a_cloud_is_not_shadow_when_it_is_dark_on_both_dates():
     earlier = np.full((4, 200, 200), 0.2, np.float32)
     forest = (yy > 120) & (xx < 90)  # dark on both dates, 100 m from the cloud
     earlier[:, forest] = 0.05
+    field = (yy > 120) & (xx > 110) & (xx < 190)  # a bright bare field that is dark green crop later
+    earlier[:, field] = 0.4
     later = earlier.copy()
+    later[:, field] = 0.15
     cloud = (yy - 60) ** 2 + (xx - 60) ** 2 < 40**2
     later[:, cloud] = 0.85
-    shadow = ((yy - 110) ** 2 + (xx - 150) ** 2 < 30**2) & ~cloud & ~forest
+    shadow = ((yy - 70) ** 2 + (xx - 150) ** 2 < 30**2) & ~cloud & ~forest
     later[:, shadow] *= 0.4
     ok = np.ones((200, 200), bool)
     m = cloud_and_shadow(later, ok, cfg, 1.0, earlier, ok)
     assert m[shadow].mean() > 0.9
     assert not m[forest & (yy > 160)].any()  # beyond the 30 m margin of the cloud
+    assert not m[field & (yy > 160)].any()
     # Judged on one date alone the forest is taken for shadow: the other date is what tells them apart.
     assert cloud_and_shadow(later, ok, cfg, 1.0)[forest & (yy > 160)].mean() > 0.9
 
