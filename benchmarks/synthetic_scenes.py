@@ -1,6 +1,6 @@
 """Detection quality on generated scenes whose seeds the model never saw.
 
-    .venv/bin/python benchmarks/synthetic_scenes.py [--detector model|cva] [--scenes 6] [--size 1024]
+    .venv/bin/python benchmarks/synthetic_scenes.py [--detector model|cva] [--scenes 6] [--size 1024] [--model PATH]
 
 Prints object recall of planted construction and excavation (>= 200 m², matched at IoU >= 0.3 and
 >= 0.5), also over the planted objects that are at least half clear of the later date's cloud and its
@@ -30,10 +30,11 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=6)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--threshold", type=float, default=0.5, help="model threshold")
+    ap.add_argument("--model", default=None, help="weights file (default: the shipped weights)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     cfg = RunConfig().with_overrides(**{"detect.detector": a.detector, "output.probability_cog": False,
-                                        "detect.model.threshold": a.threshold})
+                                        "detect.model.threshold": a.threshold, "detect.model.weights": a.model})
     totals = {"truths": 0, "found_03": 0, "found_05": 0, "visible": 0, "visible_found": 0, "false": 0, "km2": 0.0,
               "nuisance_false": 0, "nuisance_km2": 0.0, "type_ok": 0, "typed": 0}
     with tempfile.TemporaryDirectory() as tmp:
