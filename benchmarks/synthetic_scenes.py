@@ -31,10 +31,14 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--threshold", type=float, default=0.5, help="model threshold")
     ap.add_argument("--model", default=None, help="weights file (default: the shipped weights)")
+    ap.add_argument("--min-mean-score", type=float, default=None, help="cleanup.min_mean_score (default: the config's)")
+    ap.add_argument("--first-seed", type=int, default=90000,
+                    help="seed of the first scene; tune settings on another range (e.g. 80000) than you report")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     cfg = RunConfig().with_overrides(**{"detect.detector": a.detector, "output.probability_cog": False,
-                                        "detect.model.threshold": a.threshold, "detect.model.weights": a.model})
+                                        "detect.model.threshold": a.threshold, "detect.model.weights": a.model,
+                                        "cleanup.min_mean_score": a.min_mean_score})
     totals = {"truths": 0, "found_03": 0, "found_05": 0, "visible": 0, "visible_found": 0, "false": 0, "km2": 0.0,
               "nuisance_false": 0, "nuisance_km2": 0.0, "type_ok": 0, "typed": 0}
     with tempfile.TemporaryDirectory() as tmp:
@@ -42,7 +46,7 @@ def main() -> None:
             for changes in (True, False):
                 d = Path(tmp) / f"s{i}_{int(changes)}"
                 gsd = (0.5, 1.0, 2.0)[i % 3]
-                write_scene(d, SceneSpec(seed=90000 + i, size=a.size, gsd=gsd, after_tiles=1, changes=changes))
+                write_scene(d, SceneSpec(seed=a.first_seed + i, size=a.size, gsd=gsd, after_tiles=1, changes=changes))
                 res = detect_changes(d / "before", d / "after", d / "out", cfg)
                 km2 = res.pixels * gsd * gsd / 1e6
                 truth = gpd.read_file(d / "truth" / "changes.gpkg")
