@@ -152,11 +152,12 @@ def write_scene(out: str | Path, spec: SceneSpec = SceneSpec()) -> dict[str, obj
 
     summary = {
         "seed": spec.seed, "size": spec.size, "gsd": spec.gsd, "crs": spec.crs,
-        "before": str(before_dir), "after": str(after_dir),
+        "before": before_dir.name, "after": after_dir.name,
         "planted_changes": len(changes), "parcels": len(farmland), "pixel_area_m2": px_area,
     }
+    # Folders relative to the scene in its file (the scene can be moved), full paths for whoever called.
     (out / "scene.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return summary
+    return summary | {"before": str(before_dir), "after": str(after_dir)}
 
 
 def _write_reprojected(path: Path, data: np.ndarray, crs: CRS, t: Affine, spec: SceneSpec) -> None:
