@@ -59,8 +59,8 @@ def cloud_and_shadow(refl: np.ndarray, valid: np.ndarray, cfg: MaskConfig, px_m:
         # Shadow must be dark for the scene as well (ref <= 1): a bright field turned dark green is a
         # change to look at, not a shadow.
         ref = np.ones(shape, np.float32)
-        if other is not None and other.shape[0] >= 3:
-            o_ok = valid if other_valid is None else other_valid
+        if other is not None:
+            o_ok = np.ones(shape, bool) if other_valid is None else other_valid
             o_bright = other[:3].mean(axis=0)
             o_med = float(np.median(o_bright[o_ok])) if o_ok.any() else 0.0
             if o_med > 0:

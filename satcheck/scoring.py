@@ -16,6 +16,7 @@ class ObjectScore:
     false_objects: int
     false_per_km2: float
     type_correct: float | None
+    best_iou: tuple[float, ...] = ()  # per truth object counted (area >= min_truth_m2), in the truth's order
 
 
 def score_objects(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, area_km2: float, *, min_truth_m2: float = 400.0,
@@ -29,6 +30,7 @@ def score_objects(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, area_km2: flo
     big = truth[truth.geometry.area >= min_truth_m2] if len(truth) else truth
     found = 0
     type_ok = []
+    best_iou = []
     for _, t in big.iterrows():
         best, best_row = 0.0, None
         for _, p in pred[pred.intersects(t.geometry)].iterrows() if len(pred) else []:
@@ -44,6 +46,7 @@ def score_objects(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, area_km2: flo
                 inter = merged.intersection(t.geometry).area
                 best = max(best, inter / merged.union(t.geometry).area)
                 best_row = best_row if best_row is not None else hits.iloc[0]
+        best_iou.append(best)
         if best >= iou:
             found += 1
             if "class" in t and "change_type" in best_row:
@@ -56,4 +59,4 @@ def score_objects(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, area_km2: flo
                 false += 1
     n = len(big)
     return ObjectScore(n, found, found / n if n else float("nan"), false, false / max(area_km2, 1e-9),
-                       float(np.mean(type_ok)) if type_ok else None)
+                       float(np.mean(type_ok)) if type_ok else None, tuple(best_iou))

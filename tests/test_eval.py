@@ -69,3 +69,19 @@ def test_eval_bad_dataset(tmp_path):
     (tmp_path / "A").mkdir()
     r = runner.invoke(app, ["eval", str(tmp_path)])
     assert r.exit_code == 2 and "no 'B' folder" in r.output
+
+
+def test_object_scores_on_known_polygons():
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from satcheck.scoring import score_objects
+
+    truth = gpd.GeoDataFrame({"class": ["construction", "excavation", "construction"]},
+                             geometry=[box(0, 0, 20, 20), box(100, 0, 120, 20), box(200, 0, 220, 20)], crs=4547)
+    pred = gpd.GeoDataFrame({"change_type": ["construction", "construction", "construction"]},
+                            geometry=[box(0, 0, 20, 20), box(100, 0, 110, 20), box(500, 500, 520, 520)], crs=4547)
+    s = score_objects(pred, truth, area_km2=2.0, min_truth_m2=100, iou=0.3)
+    assert s.best_iou == (1.0, 0.5, 0.0)
+    assert (s.truths, s.found, s.false_objects, s.false_per_km2) == (3, 2, 1, 0.5)
+    assert s.type_correct == 0.5  # the pit was taken for construction
