@@ -25,8 +25,6 @@ from satcheck.radiometry import normalise_pair
 from satcheck.synth.scene import make_pair
 
 IGNORE = 255
-# Zoom range of a training crop (log-uniform) unless the source sets its own; below 1 is coarser.
-DEFAULT_SCALE = (0.6, 1.6)
 
 
 @dataclass
@@ -110,8 +108,7 @@ class ExampleSampler:
     """Draws augmented, normalised training crops from weighted sources."""
 
     def __init__(self, sources: dict[str, tuple[float, list]], crop: int, seed: int,
-                 paste_objects: list[tuple[np.ndarray, np.ndarray]] | None = None,
-                 scales: dict[str, tuple[float, float]] | None = None):
+                 paste_objects: list[tuple[np.ndarray, np.ndarray]] | None = None):
         self.names = [k for k, (w, items) in sources.items() if items and w > 0]
         weights = np.asarray([sources[k][0] for k in self.names], float)
         self.p = weights / weights.sum()
@@ -119,7 +116,6 @@ class ExampleSampler:
         self.crop = crop
         self.rng = np.random.default_rng(seed)
         self.paste = paste_objects or []
-        self.scales = scales or {}
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         xs_b, xs_a, ys, cs = [], [], [], []
@@ -140,8 +136,7 @@ class ExampleSampler:
         else:
             items = self.sources[src]
             ex = items[rng.integers(len(items))]
-        lo, hi = self.scales.get(src, DEFAULT_SCALE)
-        scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        scale = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
         if src == "oscd":
             scale = float(rng.uniform(1.0, 2.0))  # 10 m imagery: only ever enlarge
         b, a, y, c = self._crop(ex, scale)
@@ -163,30 +158,16 @@ class ExampleSampler:
 
     def _crop(self, ex: Example, scale: float):
         rng = self.rng
-        b, a, y, c = ex.before, ex.after, ex.label, ex.change_class
-        h, w = y.shape
+        h, w = ex.label.shape
         side = int(round(self.crop / scale))
-        if side > min(h, w):
-            # Zoomed out past the image's edge: mirror it outwards. A mirrored pair is still a true pair with its
-            # label, and it lets small real images be seen at a coarser resolution than they were taken at.
-            ph, pw = max(0, side - h), max(0, side - w)
-            t, left = int(rng.integers(0, ph + 1)), int(rng.integers(0, pw + 1))
-            pad2 = ((t, ph - t), (left, pw - left))
-            b = np.pad(b, ((0, 0), *pad2), mode="symmetric")
-            a = np.pad(a, ((0, 0), *pad2), mode="symmetric")
-            y, c = np.pad(y, pad2, mode="symmetric"), np.pad(c, pad2, mode="symmetric")
-            h, w = y.shape
+        side = min(side, h, w)
         r = int(rng.integers(0, h - side + 1))
         c0 = int(rng.integers(0, w - side + 1))
         sl = (slice(r, r + side), slice(c0, c0 + side))
-        b, a = b[:, sl[0], sl[1]], a[:, sl[0], sl[1]]
-        y, c = y[sl], c[sl]
+        b, a = ex.before[:, sl[0], sl[1]], ex.after[:, sl[0], sl[1]]
+        y, c = ex.label[sl], ex.change_class[sl]
         if side != self.crop:
             f = self.crop / side
-            if f < 0.8:
-                # A coarser sensor averages over its footprint; plain resampling would alias roof edges into noise.
-                sigma = (0, (1 / f - 1) / 2, (1 / f - 1) / 2)
-                b, a = ndimage.gaussian_filter(b, sigma), ndimage.gaussian_filter(a, sigma)
             b = ndimage.zoom(b, (1, f, f), order=1)[:, : self.crop, : self.crop]
             a = ndimage.zoom(a, (1, f, f), order=1)[:, : self.crop, : self.crop]
             y = ndimage.zoom(y, f, order=0)[: self.crop, : self.crop]

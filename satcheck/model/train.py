@@ -13,20 +13,11 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from satcheck.config import _validate, load_yaml
 from satcheck.errors import DatasetError
-from satcheck.model.data import (
-    DEFAULT_SCALE,
-    IGNORE,
-    ExampleSampler,
-    folder_pool,
-    naip_pool,
-    oscd_pool,
-    paste_objects,
-    synthetic_pool,
-)
+from satcheck.model.data import IGNORE, ExampleSampler, folder_pool, naip_pool, oscd_pool, paste_objects, synthetic_pool
 from satcheck.model.network import ChangeNet, count_parameters, flops_per_megapixel
 from satcheck.model.weights import save_weights
 
@@ -46,14 +37,6 @@ class FolderSource(_Strict):
     names: list[str] | None = None  # None: every pair in the folder
     weight: float = Field(0.1, ge=0)
     licence: str = ""
-    # Zoom range of its crops (log-uniform; 0.3 shows 0.5 m pairs as 1.7 m ones).
-    scale: tuple[float, float] = DEFAULT_SCALE
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if not 0 < self.scale[0] <= self.scale[1]:
-            raise ValueError(f"scale {list(self.scale)}: give [low, high] with 0 < low <= high")
-        return self
 
 
 class NaipSource(_Strict):
@@ -126,7 +109,6 @@ def build_sampler(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Example
         sources["synthetic"] = (cfg.synthetic.weight, synthetic_pool(cfg.synthetic.scenes, cfg.seed, cfg.synthetic.size))
         log(f"synthetic scenes: {cfg.synthetic.scenes} in {time.perf_counter() - t:.0f} s")
     real = []
-    scales = {}
     for ds in cfg.datasets:
         root = _existing(ds.path)
         if root is None:
@@ -135,7 +117,6 @@ def build_sampler(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Example
         pool = folder_pool(root, ds.names)
         real.extend(pool)
         sources[f"folder:{root.name}"] = (ds.weight, pool)
-        scales[f"folder:{root.name}"] = ds.scale
         manifest[root.name] = {"names": ds.names or "all", "licence": ds.licence}
     if cfg.naip and _existing(cfg.naip.path):
         sources["naip"] = (cfg.naip.weight, naip_pool(Path(cfg.naip.path)))
@@ -145,7 +126,7 @@ def build_sampler(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Example
         manifest["oscd"] = {"names": cfg.oscd.cities, "licence": cfg.oscd.licence}
     if not sources:
         raise DatasetError("training has no data: enable synthetic scenes or give an existing dataset path")
-    return ExampleSampler(sources, cfg.crop_px, cfg.seed, paste_objects(real), scales), manifest
+    return ExampleSampler(sources, cfg.crop_px, cfg.seed, paste_objects(real)), manifest
 
 
 def train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print) -> dict:
