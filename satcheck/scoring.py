@@ -16,7 +16,8 @@ class ObjectScore:
     false_objects: int
     false_per_km2: float
     type_correct: float | None
-    best_iou: tuple[float, ...] = ()  # per truth object counted (area >= min_truth_m2), in the truth's order
+    # Per truth object counted (area >= min_truth_m2), in the truth's order; the same whatever ``iou`` is.
+    best_iou: tuple[float, ...] = ()
 
 
 def score_objects(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, area_km2: float, *, min_truth_m2: float = 400.0,
@@ -32,20 +33,17 @@ def score_objects(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, area_km2: flo
     type_ok = []
     best_iou = []
     for _, t in big.iterrows():
+        hits = pred[pred.intersects(t.geometry)] if len(pred) else pred
         best, best_row = 0.0, None
-        for _, p in pred[pred.intersects(t.geometry)].iterrows() if len(pred) else []:
-            inter = p.geometry.intersection(t.geometry).area
+        for _, p in hits.iterrows():
             u = p.geometry.union(t.geometry).area
-            if u and inter / u > best:
-                best, best_row = inter / u, p
-        # A change split by a boundary still counts when its pieces cover it.
-        if best < iou and len(pred):
-            hits = pred[pred.intersects(t.geometry)]
-            if len(hits):
-                merged = hits.geometry.union_all()
-                inter = merged.intersection(t.geometry).area
-                best = max(best, inter / merged.union(t.geometry).area)
-                best_row = best_row if best_row is not None else hits.iloc[0]
+            one = p.geometry.intersection(t.geometry).area / u if u else 0.0
+            if one > best:
+                best, best_row = one, p
+        if len(hits) > 1:
+            # A change split by a boundary still counts when its pieces cover it (typed by its best piece).
+            merged = hits.geometry.union_all()
+            best = max(best, merged.intersection(t.geometry).area / merged.union(t.geometry).area)
         best_iou.append(best)
         if best >= iou:
             found += 1
