@@ -66,6 +66,8 @@ class ModelConfig(_Strict):
     overlap_px: int = Field(64, ge=0, le=1024)
     engine: Literal["auto", "torch", "onnx"] = "auto"
     threads: int | None = Field(None, ge=1, description="CPU threads; null = all cores.")
+    gpu_precision: Literal["float32", "bfloat16", "float16"] = Field(
+        "bfloat16", description="Arithmetic on a GPU (bfloat16/float16: autocast); the CPU always runs float32.")
 
 
 class DetectConfig(_Strict):

@@ -38,7 +38,7 @@ def build_predictor(cfg: ModelConfig, device: str, path: Path) -> tuple[TiledPre
     from satcheck.model.infer import TorchPredictor
 
     model, meta = load_weights(path)
-    return TorchPredictor(model, device, cfg.threads, **tiling), meta
+    return TorchPredictor(model, device, cfg.threads, cfg.gpu_precision, **tiling), meta
 
 
 class ModelDetector:

@@ -67,10 +67,15 @@ def cache_onnx(weights: Path) -> tuple[Path | bytes, dict]:
 class TorchPredictor(TiledPredictor):
     engine = "torch"
 
-    def __init__(self, model: ChangeNet, device: str = "auto", threads: int | None = None, **tiling):
+    def __init__(self, model: ChangeNet, device: str = "auto", threads: int | None = None,
+                 gpu_precision: str = "bfloat16", **tiling):
         super().__init__(**tiling)
         self.device = resolve_device(device)
         self.device_type = self.device.type
+        self.autocast = None
+        if self.device.type == "cuda" and gpu_precision != "float32":
+            want = torch.bfloat16 if gpu_precision == "bfloat16" else torch.float16
+            self.autocast = want if want != torch.bfloat16 or torch.cuda.is_bf16_supported() else torch.float16
         self.model = model.eval().to(self.device)
         if self.device.type == "cpu":
             torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
@@ -83,8 +88,7 @@ class TorchPredictor(TiledPredictor):
                 # Pinned host memory lets the copy run asynchronously with the previous batch's kernels.
                 tb = tb.pin_memory().to(self.device, non_blocking=True)
                 ta = ta.pin_memory().to(self.device, non_blocking=True)
-                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-                with torch.autocast("cuda", dtype=dtype):
+                with torch.autocast("cuda", dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
                     out = self.model(tb, ta)
             else:
                 tb = tb.contiguous(memory_format=torch.channels_last)
