@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import queue
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -146,52 +147,78 @@ class _ShiftedSource:
 
 
 class PairReader(contextlib.AbstractContextManager):
-    """Reads aligned, normalised windows of a :class:`Pair`."""
+    """Reads aligned, normalised windows of a :class:`Pair`.
 
-    def __init__(self, pair: Pair, config: RunConfig):
+    ``read`` may be called from up to ``readers`` threads at once. GDAL's dataset handles must not be used by
+    two threads at a time, and rasterio closes a handle only in the thread that opened it, so all handles are
+    opened here, one set per reader, and each read borrows a set; the statistics are computed once.
+    """
+
+    def __init__(self, pair: Pair, config: RunConfig, readers: int = 1):
         self.pair = pair
         self.config = config
         self._stack = contextlib.ExitStack()
-        a = pair.after
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self.px_m = pair.after.pixel_m
+        self._before_dtype = np.result_type(*(b.dtype for b in pair.befores)).name
         try:
-            self._after = self._stack.enter_context(rasterio.open(a.path))
-            self._befores = []
-            for b in pair.befores:
-                src = self._stack.enter_context(rasterio.open(b.path))
+            for _ in range(max(1, readers)):
+                self._idle.put(self._open())
+            self._prepare()
+        except BaseException:
+            self._stack.close()
+            raise
+
+    @contextlib.contextmanager
+    def _sources(self):
+        """A set of handles for this read: the later tile, and each earlier tile on the later tile's grid."""
+        handles = self._idle.get()
+        try:
+            yield handles
+        finally:
+            self._idle.put(handles)
+
+    def _open(self) -> tuple:
+        a = self.pair.after
+        stack = contextlib.ExitStack()
+        try:
+            after = stack.enter_context(rasterio.open(a.path))
+            befores = []
+            for b in self.pair.befores:
+                src = stack.enter_context(rasterio.open(b.path))
                 offset = grid_offset(b, a)
                 if offset is not None:
                     # Same CRS, pixel size and pixel edges: read directly, no resampling.
-                    self._befores.append(_ShiftedSource(src, offset))
+                    befores.append(_ShiftedSource(src, offset))
                     continue
-                vrt = self._stack.enter_context(WarpedVRT(
+                befores.append(stack.enter_context(WarpedVRT(
                     src, crs=a.crs, transform=a.transform, width=a.width, height=a.height,
-                    resampling=_RESAMPLING[config.align.resampling],
+                    resampling=_RESAMPLING[self.config.align.resampling],
                     src_nodata=b.nodata if b.nodata is not None else src.nodata,
-                    nodata=0 if b.nodata is None else b.nodata))
-                self._befores.append(vrt)
+                    nodata=0 if b.nodata is None else b.nodata)))
         except rasterio.errors.RasterioIOError as exc:
-            self._stack.close()
+            stack.close()
             raise TileReadError(f"{a.path}: cannot be read ({exc}); check the file") from None
-        self.px_m = a.pixel_m
-        self._before_dtype = np.result_type(*(b.dtype for b in pair.befores)).name
-        self._prepare()
+        self._stack.enter_context(stack)
+        return after, befores
 
     # ----------------------------------------------------------------- statistics
     def _read_dn(self, window: Window, out_shape: tuple[int, int] | None = None):
         """Stored values of both dates over ``window`` and where each date has data."""
-        after, a_ok = _read_source(self._after, window, out_shape)
-        before, b_ok = None, None
-        for vrt in self._befores:
-            data, ok = _read_source(vrt, window, out_shape)
-            if before is None:
-                # The usual case, one earlier tile: no per-pixel copy (values outside b_ok are never used).
-                before, b_ok = data.astype(self._before_dtype, copy=False), ok
-                if not ok.all():
-                    before[:, ~ok] = 0  # as where no earlier tile covers: what detectors see at nodata
-                continue
-            ok &= ~b_ok
-            np.copyto(before, data, where=ok[None], casting="unsafe")
-            b_ok |= ok
+        with self._sources() as (after_src, before_srcs):
+            after, a_ok = _read_source(after_src, window, out_shape)
+            before, b_ok = None, None
+            for src in before_srcs:
+                data, ok = _read_source(src, window, out_shape)
+                if before is None:
+                    # The usual case, one earlier tile: no per-pixel copy (values outside b_ok are never used).
+                    before, b_ok = data.astype(self._before_dtype, copy=False), ok
+                    if not ok.all():
+                        before[:, ~ok] = 0  # as where no earlier tile covers: what detectors see at nodata
+                    continue
+                ok &= ~b_ok
+                np.copyto(before, data, where=ok[None], casting="unsafe")
+                b_ok |= ok
         return before, after, b_ok, a_ok
 
     def _prepare(self) -> None:

@@ -27,6 +27,9 @@ class _Strict(BaseModel):
 class WindowConfig(_Strict):
     size: int = Field(1024, ge=64, le=8192, description="Side of a processing window in pixels.")
     halo: int = Field(32, ge=0, le=512, description="Extra pixels read around each window.")
+    readers: int | None = Field(
+        None, ge=1, le=16,
+        description="Threads reading windows ahead of scoring; null = half of detect.model.threads or the cores, max 4.")
 
 
 class AlignConfig(_Strict):

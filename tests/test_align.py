@@ -145,3 +145,21 @@ def test_decimated_read_by_strips_gives_gdals_pixels(tmp_path):
             data, mask = _decimated_by_strips(src, win, shape, strip=64)
             assert np.array_equal(data, src.read(**kw))
             assert np.array_equal(mask, src.read_masks(1, **kw) > 0)
+
+
+@pytest.mark.parametrize("before_res", [1.0, 1.5])  # the earlier tile read directly, or warped onto the grid
+def test_windows_read_from_several_threads_are_the_ones_read_from_one(tmp_path, before_res):
+    from concurrent.futures import ThreadPoolExecutor
+
+    a = write(tmp_path / "a_20261001.tif", textured(5, (384, 384)), from_origin(*ORIGIN, 1, 1))
+    b = write(tmp_path / "b_20260901.tif", textured(6, (300, 300)), from_origin(*ORIGIN, before_res, before_res))
+    pair = pair_tiles([open_tile(b)], [open_tile(a)])[0]
+    wins = [Window(c, r, 96, 96) for r in range(0, int(pair.window.height) - 95, 48)
+            for c in range(0, int(pair.window.width) - 95, 48)]
+    with PairReader(pair, RunConfig(), readers=4) as r:
+        one = [r.read(w) for w in wins]
+        with ThreadPoolExecutor(4) as pool:
+            many = list(pool.map(r.read, wins))
+    for x, y in zip(one, many):
+        assert np.array_equal(x.before, y.before) and np.array_equal(x.after, y.after)
+        assert np.array_equal(x.valid, y.valid)

@@ -89,3 +89,16 @@ def test_auto_falls_back_to_the_baseline_only_when_a_runtime_is_missing(monkeypa
     monkeypatch.setattr(learned, "ModelDetector", broken)
     with pytest.raises(ImportError, match="satcheck.model.runtime"):
         get_detector(DetectConfig(), 4)
+
+
+def test_reading_windows_ahead_in_several_threads_does_not_change_results(tmp_path):
+    b, a, _ = square_pair(tmp_path, square=(60, 60, 70))
+    for readers in (1, 3):
+        (tmp_path / f"r{readers}.yaml").write_text(f"window:\n  size: 64\n  readers: {readers}\n")
+        _run("run", b, a, "--out", tmp_path / f"r{readers}", "--detector", "cva", "--config", tmp_path / f"r{readers}.yaml")
+    with rasterio.open(tmp_path / "r1" / "probability" / "T_20261001.tif") as one, \
+            rasterio.open(tmp_path / "r3" / "probability" / "T_20261001.tif") as three:
+        assert (one.read() == three.read()).all()
+    g1 = gpd.read_file(tmp_path / "r1" / "changes.gpkg").geometry
+    g3 = gpd.read_file(tmp_path / "r3" / "changes.gpkg").geometry
+    assert len(g1) == len(g3) == 1 and g1.iloc[0].equals(g3.iloc[0])

@@ -214,7 +214,7 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
     if cfg.detect.model.threads is None and not scheduler:
         cfg = cfg.with_overrides(**{"detect.model.threads": max(1, (os.cpu_count() or 1) // n_workers)})
     # Threads do not change results, so they stay out of the fingerprint: 1 and N workers share tiles.
-    fp_cfg = cfg.with_overrides(**{"detect.model.threads": 1}).model_dump_json()
+    fp_cfg = cfg.with_overrides(**{"detect.model.threads": 1, "window.readers": 1}).model_dump_json()
     tasks = [TileTask(p.name, str(p.after.path), tuple(str(b.path) for b in p.befores),
                       (int(p.window.col_off), int(p.window.row_off), int(p.window.width), int(p.window.height)),
                       cfg.model_dump_json(), str(out), _fingerprint(p.after, p.befores, fp_cfg)) for p in pairs]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -55,14 +56,17 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
     cores = window_grid(a.width, a.height, config.window.size, pair.window)
     grown = [with_halo(c, halo, a.width, a.height) for c in cores]
     try:
-        with PairReader(pair, config) as reader, ThreadPoolExecutor(1) as io:
+        readers = config.window.readers or min(4, max(1, (config.detect.model.threads or os.cpu_count() or 1) // 2))
+        with PairReader(pair, config, readers) as reader, ThreadPoolExecutor(readers) as io:
             if detector.needs_sample:
                 detector.prepare(reader.sample, reader.px_m)
-            # Reading and decoding the next window overlaps scoring this one (GDAL releases the GIL).
-            nxt = io.submit(reader.read, grown[0][0]) if cores else None
+            # Reading and decoding the next windows overlaps scoring this one (GDAL releases the GIL); with a
+            # fast detector (a GPU) reading is the slow part, so several windows are read at once.
+            ahead = collections.deque(io.submit(reader.read, g[0]) for g in grown[:readers])
             for i, core in enumerate(cores):
-                pw = nxt.result()
-                nxt = io.submit(reader.read, grown[i + 1][0]) if i + 1 < len(cores) else None
+                pw = ahead.popleft().result()
+                if i + readers < len(cores):
+                    ahead.append(io.submit(reader.read, grown[i + readers][0]))
                 rows, cols = grown[i][1]
                 scores = detector.score(pw)
                 mask = (scores.probability >= detector.threshold) & pw.valid
