@@ -25,12 +25,10 @@ OUT_CHANNELS = 3  # change logit, construction logit, excavation logit
 
 
 class ConvBN(nn.Sequential):
-    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True,
-                 dilation: int = 1):
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True):
         super().__init__(
             # Replicate padding: a uniform input gives a uniform output, so window borders leave no seams.
-            nn.Conv2d(cin, cout, k, stride, dilation * (k // 2), dilation=dilation, groups=groups, bias=False,
-                      padding_mode="replicate"),
+            nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False, padding_mode="replicate"),
             nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True) if act else nn.Identity(),
         )
@@ -39,9 +37,9 @@ class ConvBN(nn.Sequential):
 class DSBlock(nn.Module):
     """Depthwise-separable block with a residual where shapes allow."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1):
+    def __init__(self, cin: int, cout: int, stride: int = 1):
         super().__init__()
-        self.dw = ConvBN(cin, cin, 3, stride, groups=cin, dilation=dilation)
+        self.dw = ConvBN(cin, cin, 3, stride, groups=cin)
         self.pw = ConvBN(cin, cout, 1, act=False)
         self.res = stride == 1 and cin == cout
 
@@ -51,15 +49,13 @@ class DSBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, widths: tuple[int, int, int, int], context: int = 0):
+    def __init__(self, widths: tuple[int, int, int, int]):
         super().__init__()
         w0, w1, w2, w3 = widths
         self.stem = nn.Sequential(ConvBN(IN_CHANNELS, w0, 3, 2), DSBlock(w0, w0))               # 1/2
         self.s1 = nn.Sequential(DSBlock(w0, w1, 2), DSBlock(w1, w1))                              # 1/4
         self.s2 = nn.Sequential(DSBlock(w1, w2, 2), DSBlock(w2, w2))                              # 1/8
-        self.s3 = nn.Sequential(DSBlock(w2, w3, 2), DSBlock(w3, w3), DSBlock(w3, w3),             # 1/16
-                                # Dilated blocks widen the view to whole estates and pits for little compute.
-                                *(DSBlock(w3, w3, dilation=2 ** (i + 1)) for i in range(context)))
+        self.s3 = nn.Sequential(DSBlock(w2, w3, 2), DSBlock(w3, w3), DSBlock(w3, w3))             # 1/16
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         f0 = self.stem(x)
@@ -70,18 +66,17 @@ class Encoder(nn.Module):
 
 
 class ChangeNet(nn.Module):
-    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 96), decoder: int = 32, context: int = 0):
+    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 96), decoder: int = 32):
         super().__init__()
         self.widths = tuple(widths)
         self.decoder_width = decoder
-        self.context = context
-        self.encoder = Encoder(self.widths, context)
+        self.encoder = Encoder(self.widths)
         self.fuse = nn.ModuleList(ConvBN(2 * w, decoder, 1) for w in self.widths)
         self.smooth = nn.ModuleList(DSBlock(decoder, decoder) for _ in self.widths[1:-1])
         self.head = nn.Sequential(DSBlock(decoder, decoder), nn.Conv2d(decoder, OUT_CHANNELS, 1))
 
     def config(self) -> dict:
-        return {"widths": list(self.widths), "decoder": self.decoder_width, "context": self.context}
+        return {"widths": list(self.widths), "decoder": self.decoder_width}
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
         h, w = after.shape[-2:]

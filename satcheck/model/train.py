@@ -61,7 +61,6 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
     widths: tuple[int, int, int, int] = (16, 32, 64, 96)
     decoder: int = 32
-    context: int = Field(0, ge=0, le=4, description="Dilated blocks (dilation 2, 4, ...) at 1/16 resolution.")
     threads: int | None = None
     synthetic: SyntheticSource = SyntheticSource()
     datasets: list[FolderSource] = []
@@ -136,7 +135,7 @@ def train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print)
     torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sampler, manifest = build_sampler(cfg, log)
-    model = ChangeNet(cfg.widths, cfg.decoder, cfg.context).to(device)
+    model = ChangeNet(cfg.widths, cfg.decoder).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, cfg.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(

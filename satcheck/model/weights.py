@@ -67,7 +67,7 @@ def load_weights(path: str | Path) -> tuple[ChangeNet, dict]:
                          "upgrade satcheck or retrain")
     try:
         cfg = json.loads(payload["config_json"])
-        model = ChangeNet(tuple(cfg["widths"]), cfg["decoder"], cfg.get("context", 0))
+        model = ChangeNet(tuple(cfg["widths"]), cfg["decoder"])
         model.load_state_dict(payload["state_dict"], strict=True)
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:160]
