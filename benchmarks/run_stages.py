@@ -63,7 +63,7 @@ def main() -> None:
 
     timed(pipeline, "get_detector", "detector set-up")
     timed(satcheck.align.PairReader, "_prepare", "statistics and cloud masks")
-    timed(satcheck.align.PairReader, "read", "reading windows (own thread)")
+    timed(satcheck.align.PairReader, "read", "reading windows (own threads)")
     timed(satcheck.detect.learned.ModelDetector, "score", "score")
     timed(runtime.OnnxPredictor, "_run", "model (ONNX Runtime)")
     if a.device != "cpu":

@@ -61,7 +61,7 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
             if detector.needs_sample:
                 detector.prepare(reader.sample, reader.px_m)
             # Reading and decoding the next windows overlaps scoring this one (GDAL releases the GIL); with a
-            # fast detector (a GPU) reading is the slow part, so several windows are read at once.
+            # fast detector (a GPU) the model no longer hides the reading, so several windows are read at once.
             ahead = collections.deque(io.submit(reader.read, g[0]) for g in grown[:readers])
             for i, core in enumerate(cores):
                 pw = ahead.popleft().result()
