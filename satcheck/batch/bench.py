@@ -11,6 +11,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 
 def _peak_rss_mb() -> float:
@@ -89,12 +90,20 @@ def _in_process(target, *args):
 
 
 def run_bench(size: int = 4096, device: str = "auto", workdir: str | Path | None = None,
-              baseline: bool = True) -> dict:
+              baseline: bool = True, stage_done: Callable[[str, object, float], None] | None = None) -> dict:
+    """``stage_done(name, result, seconds)`` is called as each stage ends (for runs that may not reach the end)."""
+    def stage(name: str, target, *args):
+        t = time.perf_counter()
+        result = _in_process(target, *args)
+        if stage_done:
+            stage_done(name, result, time.perf_counter() - t)
+        return result
+
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        b, a = _in_process(_stage_generate, tmp, size)
-        model = _in_process(_stage_model, b, a, device)
-        e2e = _in_process(_stage_run, b, a, str(Path(tmp) / "run_model"), "model", device)
-        base = _in_process(_stage_run, b, a, str(Path(tmp) / "run_cva"), "cva", device) if baseline else \
+        b, a = stage("generate", _stage_generate, tmp, size)
+        model = stage("model", _stage_model, b, a, device)
+        e2e = stage("end to end", _stage_run, b, a, str(Path(tmp) / "run_model"), "model", device)
+        base = stage("baseline", _stage_run, b, a, str(Path(tmp) / "run_cva"), "cva", device) if baseline else \
             {"mpx_s": None, "rss": None, "changes": None}
     return {
         "size": size,

@@ -8,6 +8,7 @@ both the export and the torch import.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -88,7 +89,7 @@ class TorchPredictor(TiledPredictor):
                 # Pinned host memory lets the copy run asynchronously with the previous batch's kernels.
                 tb = tb.pin_memory().to(self.device, non_blocking=True)
                 ta = ta.pin_memory().to(self.device, non_blocking=True)
-                with torch.autocast("cuda", dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+                with torch.autocast("cuda", dtype=self.autocast) if self.autocast else contextlib.nullcontext():
                     out = self.model(tb, ta)
             else:
                 tb = tb.contiguous(memory_format=torch.channels_last)
