@@ -146,10 +146,12 @@ def test_train_command_writes_loadable_weights(tmp_path):
 
     recipe = tmp_path / "train.yaml"
     recipe.write_text(yaml.safe_dump({"seed": 1, "steps": 3, "batch_size": 2, "crop_px": 64, "threads": 1,
+                                      "normalise": "meanstd", "paste_real": 0.5, "prefetch": 2,
                                       "synthetic": {"scenes": 2, "size": 128, "weight": 1.0}}))
     out = tmp_path / "w.pt"
     r = CliRunner().invoke(app, ["train", "--config", str(recipe), "--out", str(out)])
     assert r.exit_code == 0, r.output
     model, meta = load_weights(out)
     assert meta["train_config"]["steps"] == 3 and meta["trained_on"]["synthetic"]["scenes"] == 2
+    assert meta["train_config"]["normalise"] == "meanstd"
     assert (tmp_path / "w.json").is_file()

@@ -15,11 +15,13 @@ import os
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from queue import Empty
 
 import numpy as np
 from scipy import ndimage
 
 from satcheck.datasets import load_dataset
+from satcheck.errors import DatasetError
 from satcheck.model.runtime import to_input
 from satcheck.radiometry import normalise_pair
 from satcheck.synth.scene import make_pair
@@ -33,6 +35,7 @@ class Example:
     after: np.ndarray
     label: np.ndarray  # uint8 (h, w): 0, 1, or IGNORE
     change_class: np.ndarray  # uint8 (h, w): 0 unknown, 1 construction, 2 excavation
+    gsd: float = 0.5  # metres per pixel (real high-resolution pairs: about 0.5)
 
 
 # ----------------------------------------------------------------------------- sources
@@ -44,7 +47,7 @@ def _synth_one(args) -> Example:
                   changes=rng.random() < 0.85, min_builds=max(2, int(6 * (size * gsd / 384) ** 2)))
     label = (p.truth > 0).astype(np.uint8)
     # Pixels under cloud carry no label either way.
-    return Example(p.before, p.after, label, p.truth.copy())
+    return Example(p.before, p.after, label, p.truth.copy(), gsd)
 
 
 def synthetic_pool(n: int, seed: int, size: int = 384, workers: int | None = None) -> list[Example]:
@@ -108,7 +111,8 @@ class ExampleSampler:
     """Draws augmented, normalised training crops from weighted sources."""
 
     def __init__(self, sources: dict[str, tuple[float, list]], crop: int, seed: int,
-                 paste_objects: list[tuple[np.ndarray, np.ndarray]] | None = None):
+                 paste_objects: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+                 paste_real: float = 0.0, normalise: str = "histogram"):
         self.names = [k for k, (w, items) in sources.items() if items and w > 0]
         weights = np.asarray([sources[k][0] for k in self.names], float)
         self.p = weights / weights.sum()
@@ -116,6 +120,8 @@ class ExampleSampler:
         self.crop = crop
         self.rng = np.random.default_rng(seed)
         self.paste = paste_objects or []
+        self.paste_real = paste_real
+        self.normalise = normalise
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         xs_b, xs_a, ys, cs = [], [], [], []
@@ -140,6 +146,12 @@ class ExampleSampler:
         if src == "oscd":
             scale = float(rng.uniform(1.0, 2.0))  # 10 m imagery: only ever enlarge
         b, a, y, c = self._crop(ex, scale)
+        if self.paste_real and self.paste and src not in ("naip", "oscd") and rng.random() < self.paste_real:
+            # Real buildings (from 0.5 m pairs) on synthetic farmland and in other real pairs, at the crop's scale.
+            y, c = y.copy(), c.copy()
+            k = 0.5 * scale / ex.gsd
+            for _ in range(int(rng.integers(1, 4))):
+                self._paste(a, y, c, (0.7 * k, 1.4 * k), match=True)
         b, a, y, c = self._geometry(b, a, y, c)
         b = self._radiometry(b)
         a = self._radiometry(a)
@@ -153,7 +165,7 @@ class ExampleSampler:
         if b.shape[0] >= 4 and rng.random() < 0.4:
             b, a = b[:3], a[:3]
         ok = y != IGNORE
-        nb, na = normalise_pair(b, a, ok if ok.sum() > 100 else np.ones_like(ok))
+        nb, na = normalise_pair(b, a, ok if ok.sum() > 100 else np.ones_like(ok), self.normalise)
         return to_input(nb), to_input(na), y, c
 
     def _crop(self, ex: Example, scale: float):
@@ -210,38 +222,112 @@ class ExampleSampler:
         y = np.zeros((side, side), np.uint8)
         if self.paste and rng.random() < 0.7:
             for _ in range(int(rng.integers(1, 4))):
-                self._paste(a, y, side)
+                # Real objects come from 0.5 m imagery; NAIP here is 5 m, so shrink them.
+                self._paste(a, y, None, (0.3, 0.8))
         # NAIP frames carry real nodata at their edges.
         y[(b[:3].sum(0) == 0) | (a[:3].sum(0) == 0)] = IGNORE
         return Example(b, a, y, (y == 1).astype(np.uint8))
 
-    def _paste(self, a: np.ndarray, y: np.ndarray, side: int) -> None:
+    def _paste(self, a: np.ndarray, y: np.ndarray, c: np.ndarray | None, zoom: tuple[float, float],
+               match: bool = False) -> None:
+        """Paste one real changed object into the later date ``a`` and label it construction.
+
+        ``match`` scales the object's bands by the ratio of the two images'
+        medians, so a roof from bright 8-bit imagery does not stand out of a
+        darker scene by its brightness alone.
+        """
         rng = self.rng
-        obj, m = self.paste[int(rng.integers(len(self.paste)))]
-        f = rng.uniform(0.3, 0.8)  # real objects come from 0.5 m imagery; NAIP here is 5 m, so shrink them
+        obj, m, median = self.paste[int(rng.integers(len(self.paste)))]
+        f = rng.uniform(*zoom)
         obj = ndimage.zoom(obj, (1, f, f), order=1)
         m = ndimage.zoom(m.astype(np.uint8), f, order=0).astype(bool)
         oh, ow = m.shape
-        if oh < 3 or ow < 3 or oh >= side or ow >= side or m.sum() < 6:
+        side_h, side_w = y.shape
+        if oh < 3 or ow < 3 or oh >= side_h or ow >= side_w or m.sum() < 6:
             return
-        r, c = int(rng.integers(0, side - oh)), int(rng.integers(0, side - ow))
-        region = a[:3, r:r + oh, c:c + ow]
+        r, c0 = int(rng.integers(0, side_h - oh)), int(rng.integers(0, side_w - ow))
+        if match:
+            obj = obj[:3] * (np.median(a[:3], axis=(1, 2)) / np.maximum(median[:3], 1e-3))[:, None, None]
+        region = a[:3, r:r + oh, c0:c0 + ow]
         region[:, m] = obj[:3][:, m]
         if a.shape[0] >= 4:
             # No NIR in the source: roofs and concrete reflect NIR about like red.
-            a[3, r:r + oh, c:c + ow][m] = obj[0][m]
-        y[r:r + oh, c:c + ow][m] = 1
+            a[3, r:r + oh, c0:c0 + ow][m] = obj[0][m]
+        y[r:r + oh, c0:c0 + ow][m] = 1
+        if c is not None:
+            c[r:r + oh, c0:c0 + ow][m] = 1
 
 
-def paste_objects(pairs: list[Example], min_px: int = 60) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Changed objects of real labelled pairs: (later-date pixels of the bounding box, object mask)."""
+class _DrawFailed:
+    """What the drawing process sends instead of a batch when drawing raised."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _draw_batches(sampler: ExampleSampler, n: int, count: int, queue) -> None:
+    try:
+        for _ in range(count):
+            queue.put(sampler.batch(n))
+    except BaseException as e:  # noqa: BLE001 - handed to the training process, which re-raises it
+        queue.put(_DrawFailed(e))
+
+
+class BatchPrefetcher:
+    """Draws a sampler's batches in a separate process, ``ahead`` batches in advance.
+
+    Drawing a batch (cropping, zooming, per-date radiometry, normalisation)
+    is single-threaded numpy and takes longer than a training step on a
+    small CPU, so it runs beside the step instead of before it. One process
+    draws every batch from one forked copy of the sampler, so the batches
+    and their order are exactly those of ``sampler.batch`` called in turn:
+    the same seed gives the same training with or without prefetching.
+    """
+
+    poll_s = 5.0  # how often a waiting training process checks that the drawing process is still there
+
+    def __init__(self, sampler: ExampleSampler, n: int, count: int, ahead: int = 4):
+        ctx = get_context("fork")
+        self._queue = ctx.Queue(maxsize=max(1, ahead))
+        self._process = ctx.Process(target=_draw_batches, args=(sampler, n, count, self._queue), daemon=True)
+        self._process.start()
+
+    def batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        while True:
+            try:
+                item = self._queue.get(timeout=self.poll_s)
+                break
+            except Empty:
+                if not self._process.is_alive():
+                    raise DatasetError(f"the process drawing training batches stopped (exit code "
+                                       f"{self._process.exitcode}); train with 'prefetch: 0' to see why") from None
+        if isinstance(item, _DrawFailed):
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+
+    def __enter__(self) -> "BatchPrefetcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def paste_objects(pairs: list[Example], min_px: int = 60) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Changed objects of real labelled pairs: (later-date pixels of the bounding box, object mask, per-band
+    median of that later date)."""
     objs = []
     for ex in pairs:
+        median = np.median(ex.after, axis=(1, 2))
         lab, n = ndimage.label(ex.label == 1)
         for i, sl in enumerate(ndimage.find_objects(lab)):
             if sl is None:
                 continue
             m = lab[sl] == i + 1
             if m.sum() >= min_px:
-                objs.append((ex.after[:, sl[0], sl[1]].copy(), m))
+                objs.append((ex.after[:, sl[0], sl[1]].copy(), m, median))
     return objs

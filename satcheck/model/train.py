@@ -7,8 +7,9 @@ import math
 import os
 import random
 import time
+from multiprocessing import get_all_start_methods
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -17,7 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from satcheck.config import _validate, load_yaml
 from satcheck.errors import DatasetError
-from satcheck.model.data import IGNORE, ExampleSampler, folder_pool, naip_pool, oscd_pool, paste_objects, synthetic_pool
+from satcheck.model.data import (
+    IGNORE,
+    BatchPrefetcher,
+    ExampleSampler,
+    folder_pool,
+    naip_pool,
+    oscd_pool,
+    paste_objects,
+    synthetic_pool,
+)
 from satcheck.model.network import ChangeNet, count_parameters, flops_per_megapixel
 from satcheck.model.weights import save_weights
 
@@ -62,6 +72,12 @@ class TrainConfig(_Strict):
     widths: tuple[int, int, int, int] = (16, 32, 64, 96)
     decoder: int = 32
     threads: int | None = None
+    # Radiometric normalisation of each training pair; a run should use the same (its normalise.method).
+    normalise: Literal["histogram", "meanstd", "none"] = "histogram"
+    # Chance that a synthetic or real-pair example gets 1-3 changed buildings of the real pairs pasted in.
+    paste_real: float = Field(0.0, ge=0, le=1)
+    # Batches drawn ahead in a separate process (0: drawn in the training process). Same batches either way.
+    prefetch: int = Field(4, ge=0)
     synthetic: SyntheticSource = SyntheticSource()
     datasets: list[FolderSource] = []
     naip: NaipSource | None = None
@@ -126,15 +142,26 @@ def build_sampler(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Example
         manifest["oscd"] = {"names": cfg.oscd.cities, "licence": cfg.oscd.licence}
     if not sources:
         raise DatasetError("training has no data: enable synthetic scenes or give an existing dataset path")
-    return ExampleSampler(sources, cfg.crop_px, cfg.seed, paste_objects(real)), manifest
+    return ExampleSampler(sources, cfg.crop_px, cfg.seed, paste_objects(real), cfg.paste_real,
+                         cfg.normalise), manifest
 
 
 def train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print) -> dict:
     """Train and save weights to ``out``; returns the training record (also saved as JSON beside them)."""
     seed_everything(cfg.seed)
-    torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
+    prefetch = cfg.prefetch > 0 and "fork" in get_all_start_methods()
+    # The drawing process keeps one core busy; a second torch thread on it slows both (measured on 2 cores).
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) - prefetch))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sampler, manifest = build_sampler(cfg, log)
+    if prefetch:
+        with BatchPrefetcher(sampler, cfg.batch_size, cfg.steps, cfg.prefetch) as drawn:
+            return _train(cfg, out, log, device, drawn.batch, manifest)
+    return _train(cfg, out, log, device, lambda: sampler.batch(cfg.batch_size), manifest)
+
+
+def _train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None], device: torch.device,
+           next_batch: Callable[[], tuple], manifest: dict) -> dict:
     model = ChangeNet(cfg.widths, cfg.decoder).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, cfg.steps // 20)
@@ -145,7 +172,7 @@ def train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print)
     running = None
     model.train()
     for step in range(cfg.steps):
-        b, a, y, c = sampler.batch(cfg.batch_size)
+        b, a, y, c = next_batch()
         logits = model(torch.from_numpy(b).to(device), torch.from_numpy(a).to(device))
         loss = _loss(logits, torch.from_numpy(y).to(device), torch.from_numpy(c).to(device))
         opt.zero_grad(set_to_none=True)
