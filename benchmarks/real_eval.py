@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=None, help="model threshold (default: the config's)")
     ap.add_argument("--views", type=int, choices=(1, 8), default=1, help="8: average over flips and rotations")
     ap.add_argument("--ensemble", nargs="+", default=[], help="other weights files whose logits are averaged in")
+    ap.add_argument("--normalise", default=None, help="normalise.method (default: the config's)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if not SHARED.is_dir():
@@ -96,13 +97,14 @@ def main() -> None:
         row = {"dataset": label, "images": len(pairs)}
         for det_name in ("model", "cva"):
             cfg = RunConfig().with_overrides(**{"detect.detector": det_name, "detect.model.weights": a.model,
-                                                "detect.model.threshold": a.threshold})
+                                                "detect.model.threshold": a.threshold,
+                                                "normalise.method": a.normalise})
             det = get_detector(cfg.detect, pairs[0].after.shape[0])
             if det_name == "model" and (a.views > 1 or a.ensemble):
                 others = [get_detector(cfg.with_overrides(**{"detect.model.weights": w}).detect,
                                        pairs[0].after.shape[0]).predictor for w in a.ensemble]
                 det.predictor = Averaged([det.predictor, *others], a.views)
-            m = evaluate(det, pairs, min_object_px=min_object_px[label]).total.metrics()
+            m = evaluate(det, pairs, min_object_px=min_object_px[label], normalise=cfg.normalise.method).total.metrics()
             row[det_name] = {k: m[k] for k in ("precision", "recall", "f1", "iou", "object_recall")}
         rows.append(row)
     if a.json:

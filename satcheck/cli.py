@@ -179,7 +179,7 @@ def evaluate_cmd(
         if not include_trained:
             skipped = trained_names(getattr(det, "meta", {}), dataset, names)
             pairs = [p for p in pairs if p.name not in skipped]
-        result = evaluate(det, pairs, min_object_px)
+        result = evaluate(det, pairs, min_object_px, normalise=cfg.normalise.method)
         result.skipped = skipped
     except SatcheckError as exc:
         raise fail(exc) from None

@@ -48,7 +48,9 @@ class MaskConfig(_Strict):
 
 
 class NormaliseConfig(_Strict):
-    method: Literal["histogram", "meanstd", "none"] = "histogram"
+    # meanstd: a gain and an offset per band. Full histogram matching also maps real change away where much of
+    # a pair changed (farmland become town); see models/MODEL_CARD.md for what that cost on real pairs.
+    method: Literal["histogram", "meanstd", "none"] = "meanstd"
     sample_px: int = Field(1024, ge=64, le=8192, description="Side of the decimated read used for statistics.")
 
 

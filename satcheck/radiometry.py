@@ -1,8 +1,12 @@
 """Radiometric normalisation of a pair: pure functions on numpy arrays.
 
-The earlier date is histogram-matched to the later one band by band
-(inside pixels valid on both), then both are stretched by the later
-date's 1st and 99th percentiles.  The same maths serve whole tiles (the
+The earlier date is matched to the later one band by band (inside pixels
+valid on both): by mean and standard deviation (``meanstd``, the default),
+by its whole histogram (``histogram``), or not at all (``none``); then both
+are stretched by the later date's 1st and 99th percentiles.  Histogram
+matching removes any monotone difference of sensor, sun and haze, but
+where much of a pair really changed (fields become a town) it also maps
+much of that change away; a gain and an offset cannot.  The same maths serve whole tiles (the
 statistics then come from a decimated read) and training crops, so the
 model sees at training time what it will see in a run.
 """
@@ -15,6 +19,9 @@ import numpy as np
 
 N_QUANTILES = 257
 MAX_STAT_PX = 2**18
+# Sensor, sun and haze change a band's gain between dates by well under 2x; a larger ratio of spreads means the
+# scene itself changed (a bright new building on a flat field), which a normalisation must not scale away.
+GAIN_RANGE = (0.5, 2.0)
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,10 @@ def fit_normalisation(before: np.ndarray, after: np.ndarray, ok: np.ndarray, met
             bq.append(_strictly_increasing(np.quantile(b, q)))
             aq.append(np.quantile(a, q).astype(np.float32))
         elif method == "meanstd":
-            bq.append(np.array([b.mean(), b.std() + 1e-6]))
-            aq.append(np.array([a.mean(), a.std() + 1e-6]))
+            sb, sa = b.std() + 1e-6, a.std() + 1e-6
+            # The gain sa / sb, kept within GAIN_RANGE.
+            bq.append(np.array([b.mean(), sb]))
+            aq.append(np.array([a.mean(), sb * float(np.clip(sa / sb, *GAIN_RANGE))]))
         else:
             bq.append(np.zeros(0))
             aq.append(np.zeros(0))

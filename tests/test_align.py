@@ -55,6 +55,27 @@ def test_histogram_matching_removes_gain_and_offset():
     assert np.abs(n.apply(before, True) - n.apply(after, False)).max() < 0.02
 
 
+@pytest.mark.parametrize("method", ["histogram", "meanstd"])
+def test_matching_removes_a_linear_difference_of_dates(method):
+    rng = np.random.default_rng(1)
+    after = rng.normal(0.3, 0.05, (4, 64, 64)).astype(np.float32)
+    before = after * 1.4 - 0.05
+    n = fit_normalisation(before, after, np.ones((64, 64), bool), method)
+    assert np.abs(n.apply(before, True) - n.apply(after, False)).max() < 0.02
+
+
+def test_meanstd_does_not_scale_a_new_building_on_a_flat_field_into_noise():
+    rng = np.random.default_rng(2)
+    before = (0.35 + rng.normal(0, 0.002, (3, 64, 64))).astype(np.float32)
+    after = before.copy()
+    after[:, 20:36, 20:36] = 0.9  # 6 % of the pair: its spread is the building, not the sun
+    n = fit_normalisation(before, after, np.ones((64, 64), bool), "meanstd")
+    b, a = n.apply(before, True), n.apply(after, False)
+    quiet = np.ones((64, 64), bool)
+    quiet[20:36, 20:36] = False
+    assert np.abs(b - a)[:, quiet].max() < 0.1 < np.abs(b - a)[:, ~quiet].min()
+
+
 def test_reader_normalises_a_brighter_earlier_date(tmp_path):
     t = from_origin(*ORIGIN, 1, 1)
     img = textured(4, (128, 128))
