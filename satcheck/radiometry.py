@@ -6,9 +6,9 @@ by its whole histogram (``histogram``), or not at all (``none``); then both
 are stretched by the later date's 1st and 99th percentiles.  Histogram
 matching removes any monotone difference of sensor, sun and haze, but
 where much of a pair really changed (fields become a town) it also maps
-much of that change away; a gain and an offset cannot.  The same maths serve whole tiles (the
-statistics then come from a decimated read) and training crops, so the
-model sees at training time what it will see in a run.
+much of that change away; a gain and an offset cannot.  The same maths
+serve whole tiles (the statistics then come from a decimated read) and
+training crops.
 """
 
 from __future__ import annotations

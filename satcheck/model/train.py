@@ -72,10 +72,13 @@ class TrainConfig(_Strict):
     widths: tuple[int, int, int, int] = (16, 32, 64, 96)
     decoder: int = 32
     threads: int | None = None
-    # Radiometric normalisation of each training pair; a run should use the same (its normalise.method).
+    # Radiometric normalisation of each training pair. Not necessarily a run's normalise.method: the shipped
+    # weights train with histogram and run with meanstd, the better pair measured (models/MODEL_CARD.md).
     normalise: Literal["histogram", "meanstd", "none"] = "histogram"
     # Chance that a synthetic or real-pair example gets 1-3 changed buildings of the real pairs pasted in.
     paste_real: float = Field(0.0, ge=0, le=1)
+    # Chance that a real-pair example shows one of its dates twice, labelled unchanged (then maybe pasted into).
+    same_date: float = Field(0.0, ge=0, le=1)
     # Batches drawn ahead in a separate process (0: drawn in the training process). Same batches either way.
     prefetch: int = Field(4, ge=0)
     synthetic: SyntheticSource = SyntheticSource()
@@ -143,7 +146,7 @@ def build_sampler(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Example
     if not sources:
         raise DatasetError("training has no data: enable synthetic scenes or give an existing dataset path")
     return ExampleSampler(sources, cfg.crop_px, cfg.seed, paste_objects(real), cfg.paste_real,
-                         cfg.normalise), manifest
+                         cfg.normalise, cfg.same_date), manifest
 
 
 def train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print) -> dict:
