@@ -91,12 +91,13 @@ def test_same_date_shows_one_date_of_a_real_pair_twice_as_unchanged():
     pair = Example(before, after, label, label.copy())
 
     def draw(same_date: float):
-        s = ExampleSampler({"folder:pairs": (1.0, [pair])}, crop=96, seed=2, same_date=same_date)
+        s = ExampleSampler({"folder:pairs": (1.0, [pair])}, crop=96, seed=2, same_date=same_date,
+                           paste_objects=_one_object(0.8, 0.4), paste_real=1.0)
         return [s._draw("folder:pairs") for _ in range(12)]
 
     assert sum(int((y == 1).any()) for _, _, y, _ in draw(0.0)) >= 6
     for b, a, y, c in draw(1.0):
-        assert (y == 0).all() and (c == 0).all()
+        assert (y == 0).all() and (c == 0).all()  # and nothing pasted in
         # Both dates are the same image under their own radiometry: strongly correlated, not identical.
         r = np.corrcoef(b[:3].ravel(), a[:3].ravel())[0, 1]
         assert r > 0.5 and not np.array_equal(b, a)

@@ -145,11 +145,13 @@ class ExampleSampler:
             ex = items[rng.integers(len(items))]
             if self.same_date and src.startswith("folder:") and rng.random() < self.same_date:
                 ex = self._same_date(ex)
+                src = "same_date"  # nothing pasted in: a pure negative
         scale = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
         if src == "oscd":
             scale = float(rng.uniform(1.0, 2.0))  # 10 m imagery: only ever enlarge
         b, a, y, c = self._crop(ex, scale)
-        if self.paste_real and self.paste and src not in ("naip", "oscd") and rng.random() < self.paste_real:
+        pasted_into = src not in ("naip", "oscd", "same_date")
+        if self.paste_real and self.paste and pasted_into and rng.random() < self.paste_real:
             # Real buildings (from 0.5 m pairs) on synthetic farmland and in other real pairs, at the crop's scale.
             y, c = y.copy(), c.copy()
             k = 0.5 * scale / ex.gsd

@@ -77,7 +77,7 @@ class TrainConfig(_Strict):
     normalise: Literal["histogram", "meanstd", "none"] = "histogram"
     # Chance that a synthetic or real-pair example gets 1-3 changed buildings of the real pairs pasted in.
     paste_real: float = Field(0.0, ge=0, le=1)
-    # Chance that a real-pair example shows one of its dates twice, labelled unchanged (then maybe pasted into).
+    # Chance that a real-pair example shows one of its dates twice, labelled unchanged, nothing pasted into it.
     same_date: float = Field(0.0, ge=0, le=1)
     # Batches drawn ahead in a separate process (0: drawn in the training process). Same batches either way.
     prefetch: int = Field(4, ge=0)
