@@ -112,7 +112,7 @@ class ExampleSampler:
 
     def __init__(self, sources: dict[str, tuple[float, list]], crop: int, seed: int,
                  paste_objects: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
-                 paste_real: float = 0.0, normalise: str = "histogram", same_date: float = 0.0):
+                 paste_real: float = 0.0, normalise: str = "histogram"):
         self.names = [k for k, (w, items) in sources.items() if items and w > 0]
         weights = np.asarray([sources[k][0] for k in self.names], float)
         self.p = weights / weights.sum()
@@ -122,7 +122,6 @@ class ExampleSampler:
         self.paste = paste_objects or []
         self.paste_real = paste_real
         self.normalise = normalise
-        self.same_date = same_date
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         xs_b, xs_a, ys, cs = [], [], [], []
@@ -143,15 +142,11 @@ class ExampleSampler:
         else:
             items = self.sources[src]
             ex = items[rng.integers(len(items))]
-            if self.same_date and src.startswith("folder:") and rng.random() < self.same_date:
-                ex = self._same_date(ex)
-                src = "same_date"  # nothing pasted in: a pure negative
         scale = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
         if src == "oscd":
             scale = float(rng.uniform(1.0, 2.0))  # 10 m imagery: only ever enlarge
         b, a, y, c = self._crop(ex, scale)
-        pasted_into = src not in ("naip", "oscd", "same_date")
-        if self.paste_real and self.paste and pasted_into and rng.random() < self.paste_real:
+        if self.paste_real and self.paste and src not in ("naip", "oscd") and rng.random() < self.paste_real:
             # Real buildings (from 0.5 m pairs) on synthetic farmland and in other real pairs, at the crop's scale.
             y, c = y.copy(), c.copy()
             k = 0.5 * scale / ex.gsd
@@ -213,17 +208,6 @@ class ExampleSampler:
         if rng.random() < 0.3:
             out = ndimage.gaussian_filter(out, (0, rng.uniform(0.3, 1.0), rng.uniform(0.3, 1.0)))
         return out.astype(np.float32)
-
-    def _same_date(self, ex: Example) -> Example:
-        """One date of a real pair as both dates: real buildings, roads and fields that did not change.
-
-        The two copies still get their own radiometry and a shift of up to two
-        pixels (``_draw``), so the model sees unchanged roofs under another sun
-        and sensor, which real pairs show and generated scenes draw poorly.
-        """
-        img = ex.before if self.rng.random() < 0.5 else ex.after
-        y = np.where(ex.label == IGNORE, IGNORE, 0).astype(np.uint8)
-        return Example(img, img.copy(), y, np.zeros_like(ex.change_class), ex.gsd)
 
     def _naip_example(self) -> Example:
         """Two real NAIP years (crop change, misregistration, no construction), sometimes with pasted buildings."""

@@ -77,8 +77,6 @@ class TrainConfig(_Strict):
     normalise: Literal["histogram", "meanstd", "none"] = "histogram"
     # Chance that a synthetic or real-pair example gets 1-3 changed buildings of the real pairs pasted in.
     paste_real: float = Field(0.0, ge=0, le=1)
-    # Chance that a real-pair example shows one of its dates twice, labelled unchanged, nothing pasted into it.
-    same_date: float = Field(0.0, ge=0, le=1)
     # Batches drawn ahead in a separate process (0: drawn in the training process). Same batches either way.
     prefetch: int = Field(4, ge=0)
     synthetic: SyntheticSource = SyntheticSource()
@@ -146,7 +144,7 @@ def build_sampler(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Example
     if not sources:
         raise DatasetError("training has no data: enable synthetic scenes or give an existing dataset path")
     return ExampleSampler(sources, cfg.crop_px, cfg.seed, paste_objects(real), cfg.paste_real,
-                         cfg.normalise, cfg.same_date), manifest
+                         cfg.normalise), manifest
 
 
 def train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print) -> dict:
