@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from satcheck.atomic import atomic_path
 from satcheck.config import _validate, load_yaml
 from satcheck.errors import DatasetError
 from satcheck.model.data import (
@@ -198,5 +199,6 @@ def _train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None], device
         "history": history,
     }
     save_weights(model, out, {k: v for k, v in record.items() if k != "history"})
-    Path(out).with_suffix(".json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with atomic_path(Path(out).with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return record
