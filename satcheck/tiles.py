@@ -55,15 +55,39 @@ class TileInfo:
 
     @property
     def pixel_m(self) -> float:
-        """Pixel width in metres (degrees taken at about 111 km, for geographic CRSs)."""
-        return self.res[0] * metres_per_unit(self.crs)
+        """Pixel side in metres (for a geographic CRS, of a square pixel of the same ground area)."""
+        if self.crs.is_projected:
+            return self.res[0] * metres_per_unit(self.crs)
+        return float(np.sqrt(self.pixel_area_m2))
 
     @property
     def pixel_area_m2(self) -> float:
-        return self.res[0] * self.res[1] * metres_per_unit(self.crs) ** 2
+        if self.crs.is_projected:
+            return self.res[0] * self.res[1] * metres_per_unit(self.crs) ** 2
+        # A degree of longitude shrinks with latitude: measured at the tile's centre.
+        lat = np.radians((self.bounds.bottom + self.bounds.top) / 2)
+        return self.res[0] * self.res[1] * 111_320.0 ** 2 * float(np.cos(lat))
+
+    @property
+    def vector_crs(self) -> CRS:
+        """The CRS change polygons and patches are made in: areas and distances in metres.
+
+        The tile's own if projected. For a geographic tile, the projected zone at its centre that an
+        enforcement office would use: the CGCS2000 3-degree Gauss-Krüger zone (EPSG:4534-4554) for CGCS2000
+        (EPSG:4490) tiles over China, else the WGS 84 UTM zone.
+        """
+        if self.crs.is_projected:
+            return self.crs
+        b = self.bounds
+        lon, lat = (b.left + b.right) / 2, (b.bottom + b.top) / 2
+        if self.crs.to_epsg() == 4490 and 73.5 <= lon < 136.5:
+            return CRS.from_epsg(4534 + (round(lon / 3) * 3 - 75) // 3)
+        zone = min(60, int((lon + 180) // 6) + 1)
+        return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
 def metres_per_unit(crs: CRS) -> float:
+    """Metres per CRS unit (degrees taken at about 111 km, for geographic CRSs)."""
     return crs.linear_units_factor[1] if crs.is_projected else 111_320.0
 
 

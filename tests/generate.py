@@ -69,6 +69,20 @@ def square_pair(folder: Path, *, size: int = 256, square: tuple[int, int, int] =
     return b_path, a_path, (x0, y0, x1, y1)
 
 
+def to_geographic(path: Path, crs: str = "EPSG:4490") -> Path:
+    """Rewrite a tile in place in a geographic CRS (degrees), as CGCS2000 lat/lon deliveries come."""
+    with rasterio.open(path) as src:
+        dst_crs = CRS.from_user_input(crs)
+        t, w, h = calculate_default_transform(src.crs, dst_crs, src.width, src.height, *src.bounds)
+        out = np.zeros((src.count, h, w), src.dtypes[0])
+        reproject(src.read(), out, src_transform=src.transform, src_crs=src.crs, dst_transform=t, dst_crs=dst_crs,
+                  resampling=Resampling.nearest, src_nodata=src.nodata, dst_nodata=src.nodata)
+    tmp = path.with_suffix(".tmp.tif")
+    write(tmp, out, t, crs=dst_crs)
+    tmp.replace(path)
+    return path
+
+
 def mosaic_pair(folder: Path, *, tiles: int = 2, tile_px: int = 128, square: tuple[int, int, int] | None = None,
                 seed: int = 5) -> tuple[Path, Path, tuple]:
     """One earlier tile and the later date cut into tiles × tiles tiles; a roof square planted at (row, col, side)."""

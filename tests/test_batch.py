@@ -15,7 +15,7 @@ from shapely.geometry import box
 from typer.testing import CliRunner
 
 from satcheck.cli import app
-from tests.generate import mosaic_pair
+from tests.generate import mosaic_pair, square_pair, to_geographic
 
 runner = CliRunner()
 
@@ -61,6 +61,19 @@ def test_change_over_the_tile_corner_is_one_polygon(tmp_path):
     assert len(hit) == 1
     assert hit.geometry.iloc[0].hausdorff_distance(box(*bounds)) <= 1.0 + 1e-6
     assert set(hit["source"].iloc[0].split(",")) == {f"M_20261001_r{i}c{j}.tif" for i in (0, 1) for j in (0, 1)}
+
+
+def test_batch_of_tiles_in_degrees(tmp_path):
+    """Pieces of tiles in EPSG:4490 are stored in the tile's CRS and merged in metres, each moved once."""
+    b, a, bounds = square_pair(tmp_path)
+    to_geographic(b)
+    to_geographic(a)
+    r = run(manifest(tmp_path))
+    assert r.exit_code == 0, r.output
+    ch = gpd.read_file(tmp_path / "out" / "changes.gpkg")
+    assert ch.crs.to_epsg() == 4547
+    hit = ch[ch.intersects(box(*bounds))]
+    assert len(hit) == 1 and hit["area_m2"].iloc[0] == pytest.approx(1600, rel=0.1)
 
 
 def test_rerun_of_a_finished_batch_changes_nothing(tmp_path):

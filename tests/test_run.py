@@ -9,7 +9,7 @@ from shapely.geometry import box
 from typer.testing import CliRunner
 
 from satcheck.cli import app
-from tests.generate import square_pair
+from tests.generate import square_pair, to_geographic
 
 runner = CliRunner()
 
@@ -33,6 +33,20 @@ def test_planted_square_comes_back_at_its_coordinates(tmp_path, before_crs, befo
     got = hit.geometry.iloc[0]
     # Every edge within one pixel (1 m) of where the square was planted.
     assert got.hausdorff_distance(target) <= 1.0 + 1e-6, (got.bounds, target.bounds)
+
+
+def test_tiles_in_degrees_give_changes_in_metres(tmp_path):
+    """CGCS2000 lat/lon tiles (EPSG:4490): polygons in the 3-degree Gauss-Krüger zone, areas in m² (not degrees²)."""
+    b, a, bounds = square_pair(tmp_path)
+    to_geographic(b)
+    to_geographic(a)
+    _run("run", b, a, "--out", tmp_path / "out", "--detector", "cva")
+    changes = gpd.read_file(tmp_path / "out" / "changes.gpkg", layer="changes")
+    assert changes.crs.to_epsg() == 4547
+    hit = changes[changes.intersects(box(*bounds))]
+    assert len(hit) == 1
+    assert hit["area_m2"].iloc[0] == pytest.approx(40 * 40, rel=0.1)
+    assert hit.geometry.iloc[0].hausdorff_distance(box(*bounds)) <= 2.0
 
 
 def test_run_outputs_and_json(tmp_path):

@@ -1,5 +1,7 @@
 import datetime as dt
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from satcheck.config import RunConfig, load_config
@@ -73,3 +75,34 @@ def test_default_yaml_documents_every_key():
 
     shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "default.yaml").read_text())
     assert keys(shipped) == keys(RunConfig().model_dump())
+
+
+@pytest.mark.parametrize("crs, lon, lat, expected", [
+    ("EPSG:4490", 115.9, 28.7, 4548),   # Nanchang: the CGCS2000 3-degree Gauss-Krüger zone of CM 117E
+    ("EPSG:4490", 114.2, 27.1, 4547),   # CM 114E
+    ("EPSG:4326", 114.2, 22.3, 32650),  # WGS 84 lat/lon: the UTM zone
+    ("EPSG:4326", -47.9, -15.8, 32723),  # southern hemisphere
+    ("EPSG:4490", 10.0, 45.0, 32632),   # CGCS2000 outside China's zones: UTM
+])
+def test_vector_crs_of_tiles_in_degrees(crs, lon, lat, expected):
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from satcheck.tiles import TileInfo
+
+    tile = TileInfo(Path("t.tif"), CRS.from_user_input(crs), from_origin(lon, lat, 1e-5, 1e-5), 100, 100, 3,
+                    "uint8", None, None, ())
+    assert tile.vector_crs.to_epsg() == expected
+    # 1e-5 degrees: about 1.11 m north-south, and east-west shrunk by the cosine of the latitude.
+    assert tile.pixel_area_m2 == pytest.approx(1.11320 ** 2 * np.cos(np.radians(lat)), rel=1e-3)
+
+
+def test_vector_crs_of_a_projected_tile_is_its_own():
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from satcheck.tiles import TileInfo
+
+    tile = TileInfo(Path("t.tif"), CRS.from_epsg(4548), from_origin(500000, 3000000, 2, 2), 10, 10, 3, "uint8", None,
+                    None, ())
+    assert tile.vector_crs == tile.crs and tile.pixel_m == 2 and tile.pixel_area_m2 == 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
+from rasterio.warp import transform_bounds
 
 from satcheck.align import Pair
 from satcheck.config import M2_PER_MU, RunConfig
@@ -62,7 +63,7 @@ def _chips(patches: gpd.GeoDataFrame, pairs: list[Pair], folder: Path, pixel_m: 
     befores = sorted({b for p in pairs for b in p.befores}, key=lambda t: str(t.path))
     afters = [p.after for p in pairs]
     crs = patches.crs
-    xs = [p.after.bounds for p in pairs]
+    xs = [transform_bounds(p.after.crs, crs, *p.after.bounds) for p in pairs]
     bounds = (min(b[0] for b in xs), min(b[1] for b in xs), max(b[2] for b in xs), max(b[3] for b in xs))
     base, base_t = overview(afters, crs, bounds)
     chips = {}

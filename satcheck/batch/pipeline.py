@@ -68,10 +68,9 @@ def make_outdir(out: Path) -> None:
 def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig, rules: str | Path | None,
            detector_name: str, t0: float, masked: int, extra: dict | None = None) -> RunResult:
     """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary."""
-    crs = pairs[0].after.crs
+    crs = pairs[0].after.vector_crs
     pixels = sum(p.pixels for p in pairs)
-    changes = merge_pieces(pieces, crs, pairs[0].after.pixel_area_m2, config.cleanup.min_area_m2,
-                           config.cleanup.min_mean_score)
+    changes = merge_pieces(pieces, crs, config.cleanup.min_area_m2, config.cleanup.min_mean_score)
     outputs: dict[str, str] = {}
     if config.output.probability_cog:
         outputs["probability"] = str(out / "probability")
@@ -108,7 +107,7 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     pairs = pair_tiles(befores, afters)
     make_outdir(out)
     detector = get_detector(config.detect, pairs[0].after.count)
-    crs = pairs[0].after.crs
+    crs = pairs[0].after.vector_crs  # metres, also for tiles in degrees
     pieces: list[Piece] = []
     masked = done = 0
     total = sum(p.pixels for p in pairs)

@@ -31,7 +31,7 @@ from satcheck.align import Pair, pair_tiles
 from satcheck.atomic import atomic_path
 from satcheck.batch.manifest import Manifest, load_manifest, resolve_tiles
 from satcheck.batch.pipeline import RunResult, finish, make_outdir
-from satcheck.batch.tile import detect_pair, read_pieces, reproject_pieces, write_pieces
+from satcheck.batch.tile import detect_pair, read_pieces, write_pieces
 from satcheck.config import RunConfig
 from satcheck.errors import SatcheckError
 from satcheck.tiles import TileInfo, open_tile
@@ -249,13 +249,13 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
         log("batch_end", state="failed", failed=failed)
         return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, None, time.perf_counter() - t0,
                            log=str(log.path), workers=_describe(n_workers, scheduler), pixels_now=pixels_now)
-    crs = ok_pairs[0].after.crs
+    crs = ok_pairs[0].after.vector_crs
     pieces, masked = [], 0
     for p in ok_pairs:
         d = tile_dir(out, p.name)
         info = json.loads((d / "done.json").read_text())
         masked += info["masked"]
-        pieces.extend(reproject_pieces(read_pieces(d / "pieces.gpkg", crs), p.after.crs, crs))
+        pieces.extend(read_pieces(d / "pieces.gpkg", crs))  # in the tile's CRS on disk, read into crs
     detector = json.loads((tile_dir(out, ok_pairs[0].name) / "done.json").read_text()).get("detector", "")
     run = finish(pieces, ok_pairs, out, cfg, m.rules, detector, t0, masked, {"period": m.period})
     ledger_info = None

@@ -58,9 +58,9 @@ def window_pieces(mask: np.ndarray, probability: np.ndarray, change_type: np.nda
     return out
 
 
-def merge_pieces(pieces: list[Piece], crs: CRS, px_area_m2: float, min_area_m2: float = 0.0,
+def merge_pieces(pieces: list[Piece], crs: CRS, min_area_m2: float = 0.0,
                  min_mean_score: float = 0.0) -> gpd.GeoDataFrame:
-    """Merge pieces that touch into change polygons; one row per change."""
+    """Merge pieces that touch into change polygons; one row per change. ``crs`` is in metres."""
     columns = ["change_id", "change_type", "area_m2", "mean_score", "pixels", "source", "geometry"]
     if not pieces:
         return gpd.GeoDataFrame({c: [] for c in columns}, geometry="geometry", crs=crs)
@@ -71,14 +71,14 @@ def merge_pieces(pieces: list[Piece], crs: CRS, px_area_m2: float, min_area_m2: 
         geom = ps[0].geometry if len(ps) == 1 else shapely.union_all([p.geometry for p in ps])
         geom = shapely.make_valid(geom)
         n = sum(p.n_px for p in ps)
-        area = n * px_area_m2
+        area = float(geom.area)
         if area < min_area_m2 or sum(p.score_sum for p in ps) / max(n, 1) < min_mean_score:
             continue
         n_con = sum(p.n_construction for p in ps)
         n_exc = sum(p.n_excavation for p in ps)
         rows.append({
             "change_type": CHANGE_TYPES[EXCAVATION if n_exc > n_con else CONSTRUCTION],
-            "area_m2": round(float(geom.area), 2),
+            "area_m2": round(area, 2),
             "mean_score": round(sum(p.score_sum for p in ps) / max(n, 1), 4),
             "pixels": n,
             "source": ",".join(sorted({p.source for p in ps})),
