@@ -6,7 +6,8 @@
 Held out (configs/train.yaml): LEVIR-CD train_412_0512_0768 and val_27_0000_0256; DSIFN 3_4 and 4_4; OSCD
 aguasclaras, bordeaux and hongkong (RGB previews, and the 4-band GeoTIFFs with NIR). Prints pixel
 precision, recall, F1 of the change class, pooled over the held-out images, for the model and for the
-classical baseline (cva), measured in the same run.
+classical baseline (cva), measured in the same run. The OSCD pairs are scored as 10 m imagery: enlarged for the
+model as a run enlarges them (detect.model.enlarge_by; --enlarge-by 1 scores them at their own pixel size).
 
 Enforcement imagery runs from 0.5 to 2 m; the held-out LEVIR-CD and DSIFN pairs are also scored made 2 and 4
 times coarser (block means of the pixels, label where at least half the block changed), which shows LEVIR-CD's
@@ -34,12 +35,14 @@ HELD_OUT = {
     "OSCD RGB previews (10 m)": ("oscd/rgb", ["aguasclaras", "bordeaux", "hongkong"]),
 }
 OSCD_CITIES = ["aguasclaras", "bordeaux", "hongkong"]
+OSCD_TRAINED = ["abudhabi", "beirut", "cupertino", "mumbai"]
 
 
 def oscd_geotiffs(cities: list[str]) -> list[LabelledPair]:
     from satcheck.model.data import oscd_pool
 
-    return [LabelledPair(c, e.before, e.after, e.label, None) for c, e in zip(cities, oscd_pool(SHARED / "oscd", cities))]
+    return [LabelledPair(c, e.before, e.after, e.label, None, 10.0)
+            for c, e in zip(cities, oscd_pool(SHARED / "oscd", cities))]
 
 
 def coarsened(pairs: list[LabelledPair], f: int) -> list[LabelledPair]:
@@ -80,6 +83,10 @@ def main() -> None:
     ap.add_argument("--views", type=int, choices=(1, 8), default=1, help="8: average over flips and rotations")
     ap.add_argument("--ensemble", nargs="+", default=[], help="other weights files whose logits are averaged in")
     ap.add_argument("--normalise", default=None, help="normalise.method (default: the config's)")
+    ap.add_argument("--enlarge-by", type=float, default=None,
+                    help="detect.model.enlarge_by for the 10 m sets (default: the config's; 1 = never)")
+    ap.add_argument("--oscd-trained", action="store_true",
+                    help="also score the four OSCD cities the weights were trained on (not held out)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if not SHARED.is_dir():
@@ -87,6 +94,8 @@ def main() -> None:
     rows = []
     sets = {k: load_dataset(SHARED / d, names) for k, (d, names) in HELD_OUT.items()}
     sets["OSCD 4-band GeoTIFF (10 m)"] = oscd_geotiffs(OSCD_CITIES)
+    if a.oscd_trained:
+        sets["OSCD 4-band, trained on"] = oscd_geotiffs(OSCD_TRAINED)
     min_object_px = dict.fromkeys(sets, 10)
     for f in (2, 4):
         for name, base in ((f"LEVIR-CD {f}x coarser ({0.5 * f:g} m)", "LEVIR-CD (0.5 m)"),
@@ -98,13 +107,15 @@ def main() -> None:
         for det_name in ("model", "cva"):
             cfg = RunConfig().with_overrides(**{"detect.detector": det_name, "detect.model.weights": a.model,
                                                 "detect.model.threshold": a.threshold,
-                                                "normalise.method": a.normalise})
+                                                "normalise.method": a.normalise,
+                                                "detect.model.enlarge_by": a.enlarge_by})
             det = get_detector(cfg.detect, pairs[0].after.shape[0])
             if det_name == "model" and (a.views > 1 or a.ensemble):
                 others = [get_detector(cfg.with_overrides(**{"detect.model.weights": w}).detect,
                                        pairs[0].after.shape[0]).predictor for w in a.ensemble]
                 det.predictor = Averaged([det.predictor, *others], a.views)
-            m = evaluate(det, pairs, min_object_px=min_object_px[label], normalise=cfg.normalise.method).total.metrics()
+            m = evaluate(det, pairs, min_object_px=min_object_px[label], normalise=cfg.normalise.method,
+                         px_m=10.0 if label.startswith("OSCD") else None).total.metrics()
             row[det_name] = {k: m[k] for k in ("precision", "recall", "f1", "iou", "object_recall")}
         rows.append(row)
     if a.json:

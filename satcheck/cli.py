@@ -160,6 +160,9 @@ def evaluate_cmd(
     detector: str = typer.Option("auto", "--detector", help="auto | model | cva"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     min_object_px: int = typer.Option(10, "--min-object-px", help="Smallest connected component counted as an object."),
+    pixel_size: Optional[float] = typer.Option(
+        None, "--pixel-size", min=0.01, help="Pixel size in metres of images that do not say (PNG); "
+        "10 m imagery is enlarged for the model as in a run."),
     include_trained: bool = typer.Option(False, "--include-trained", help="Also score images the weights were trained on."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -179,7 +182,7 @@ def evaluate_cmd(
         if not include_trained:
             skipped = trained_names(getattr(det, "meta", {}), dataset, names)
             pairs = [p for p in pairs if p.name not in skipped]
-        result = evaluate(det, pairs, min_object_px, normalise=cfg.normalise.method)
+        result = evaluate(det, pairs, min_object_px, normalise=cfg.normalise.method, px_m=pixel_size)
         result.skipped = skipped
     except SatcheckError as exc:
         raise fail(exc) from None

@@ -73,6 +73,10 @@ class ModelConfig(_Strict):
     threads: int | None = Field(None, ge=1, description="CPU threads; null = all cores.")
     gpu_precision: Literal["float32", "bfloat16", "float16"] = Field(
         "bfloat16", description="Arithmetic on a GPU (bfloat16/float16: autocast); the CPU always runs float32.")
+    # 10 m training pairs (OSCD) were only ever seen enlarged 1-2x, never at their own pixel size; a run on
+    # such imagery enlarges it by the middle of that range (models/MODEL_CARD.md, "Coarse imagery").
+    enlarge_above_m: float = Field(5.0, gt=0, description="Pixels coarser than this (metres) are enlarged for the model.")
+    enlarge_by: float = Field(1.5, ge=1, le=4, description="How much such tiles are enlarged; 1 = never.")
 
 
 class DetectConfig(_Strict):

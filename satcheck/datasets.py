@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from satcheck.errors import DatasetError
+from satcheck.errors import DatasetError, TileGeoreferenceError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -29,6 +29,7 @@ class LabelledPair:
     after: np.ndarray
     label: np.ndarray  # uint8 (h, w): 0 / 1
     change_class: np.ndarray | None  # uint8 (h, w): 0 unknown, 1 construction, 2 excavation
+    px_m: float | None = None  # pixel size in metres: from a georeferenced GeoTIFF, else unknown
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -47,6 +48,18 @@ def read_image(path: Path) -> np.ndarray:
     from satcheck.masks import dn_scale
 
     return data.astype(np.float32) / dn_scale(str(data.dtype), data)
+
+
+def pixel_size(path: Path) -> float | None:
+    """Pixel width in metres of a georeferenced GeoTIFF; None for other images."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    from satcheck.tiles import open_tile
+
+    try:
+        return open_tile(path).pixel_m
+    except TileGeoreferenceError:
+        return None
 
 
 def read_label(path: Path) -> np.ndarray:
@@ -79,7 +92,8 @@ def list_pairs(root: str | Path) -> list[str]:
 
 def load_pair(root: str | Path, name: str) -> LabelledPair:
     root = Path(root)
-    a = read_image(_find(root / "A", name))
+    a_path = _find(root / "A", name)
+    a = read_image(a_path)
     b = read_image(_find(root / "B", name))
     lab = read_label(_find(root / "label", name))
     if a.shape != b.shape or a.shape[1:] != lab.shape:
@@ -89,7 +103,7 @@ def load_pair(root: str | Path, name: str) -> LabelledPair:
     if cls_path is not None:
         cls = np.round(read_image(cls_path)[0] * (255 if cls_path.suffix == ".png" else 1)).astype(np.uint8)
         cls = np.where(cls > 2, 1, cls).astype(np.uint8)
-    return LabelledPair(name, a, b, lab, cls)
+    return LabelledPair(name, a, b, lab, cls, pixel_size(a_path))
 
 
 def load_dataset(root: str | Path, names: list[str] | None = None) -> list[LabelledPair]:

@@ -69,3 +69,40 @@ def test_band_count_without_weights_is_a_clear_error(tmp_path):
     a = write(tmp_path / "a" / "A_20261001.tif", img, t)
     r = runner.invoke(app, ["run", str(b), str(a), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "take 3 or 4 bands" in r.output and "--detector cva" in r.output
+
+
+class _Recorder:
+    """Stands in for the inference engine: records the window sizes it is given."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def predict(self, before, after):
+        import numpy as np
+
+        self.shapes.append(after.shape[1:])
+        return np.full(after.shape[1:], 0.9, np.float32), np.zeros(after.shape[1:], np.float32)
+
+
+@pytest.mark.parametrize("px_m, enlarge_by, seen", [(10.0, 1.5, (150, 96)), (2.0, 1.5, (100, 64)),
+                                                     (None, 1.5, (100, 64)), (10.0, 1.0, (100, 64))])
+def test_coarse_imagery_is_enlarged_for_the_model(px_m, enlarge_by, seen):
+    """10 m pairs were trained enlarged 1-2x: a run enlarges them 1.5x and brings the scores back to the window."""
+    import numpy as np
+    from rasterio.windows import Window
+
+    from satcheck.align import PairWindow
+    from satcheck.config import ModelConfig
+    from satcheck.detect.learned import ModelDetector
+
+    det = ModelDetector(ModelConfig(enlarge_by=enlarge_by), "cpu", 4)
+    det.predictor = _Recorder()
+    det.prepare(None, px_m)
+    img = np.full((4, 100, 64), 0.3, np.float32)
+    ok = np.ones((100, 64), bool)
+    ok[:10] = False
+    scores = det.score(PairWindow(Window(0, 0, 64, 100), img, img, ok, ~ok))
+    assert det.predictor.shapes == [seen]
+    assert scores.probability.shape == (100, 64)
+    assert np.allclose(scores.probability[10:], 0.9) and not scores.probability[:10].any()
+    assert ("enlarged 1.5x" in det.name) == (seen != (100, 64))

@@ -65,6 +65,21 @@ def test_eval_cli_json_on_tiny_dataset(tmp_path):
     assert d["object_recall"] == 1.0 and d["recall"] > 0.9
 
 
+@pytest.mark.parametrize("args, enlarged", [([], False), (["--pixel-size", "10"], True),
+                                             (["--pixel-size", "0.5"], False)])
+def test_eval_pixel_size_of_png_datasets(tmp_path, args, enlarged):
+    """PNGs do not say their pixel size; with --pixel-size 10 the model sees them enlarged, as a 10 m run would."""
+    from satcheck.model.weights import shipped_weights
+
+    if shipped_weights() is None:
+        pytest.skip("no shipped weights in models/")
+    a = np.random.default_rng(1).integers(60, 120, (48, 48, 3)).astype(np.uint8)
+    _dataset(tmp_path / "ds", {"one": (a, a.copy(), np.zeros((48, 48), np.uint8))})
+    r = runner.invoke(app, ["eval", str(tmp_path / "ds"), "--detector", "model", "--json", *args])
+    assert r.exit_code == 0, r.output
+    assert ("enlarged 1.5x" in json.loads(r.output)["detector"]) == enlarged
+
+
 def test_eval_bad_dataset(tmp_path):
     (tmp_path / "A").mkdir()
     r = runner.invoke(app, ["eval", str(tmp_path)])

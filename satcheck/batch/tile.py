@@ -58,8 +58,7 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
     try:
         readers = config.window.readers or min(4, max(1, (config.detect.model.threads or os.cpu_count() or 1) // 2))
         with PairReader(pair, config, readers) as reader, ThreadPoolExecutor(readers) as io:
-            if detector.needs_sample:
-                detector.prepare(reader.sample, reader.px_m)
+            detector.prepare(reader.sample if detector.needs_sample else None, reader.px_m)
             # Reading and decoding the next windows overlaps scoring this one (GDAL releases the GIL); with a
             # fast detector (a GPU) the model no longer hides the reading, so several windows are read at once.
             ahead = collections.deque(io.submit(reader.read, g[0]) for g in grown[:readers])

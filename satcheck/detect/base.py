@@ -26,9 +26,10 @@ class Detector(Protocol):
     """Anything that scores change between the two dates of a window.
 
     ``halo`` is the context in pixels the detector needs around a window
-    for its scores to be independent of where windows fall.  ``prepare``
-    sees a decimated sample of the whole pair once, before any window, if
-    ``needs_sample`` says it uses one.
+    for its scores to be independent of where windows fall.  ``prepare`` is
+    called once per pair, before any window, with the pair's pixel size in
+    metres (None where unknown, as for PNG datasets) and, if ``needs_sample``
+    says it uses one, a decimated sample of the whole pair (else None).
     Pixels scoring ``threshold`` or more are change.
     """
 
@@ -37,6 +38,6 @@ class Detector(Protocol):
     threshold: float
     needs_sample: bool
 
-    def prepare(self, sample: PairWindow, px_m: float) -> None: ...
+    def prepare(self, sample: PairWindow | None, px_m: float | None) -> None: ...
 
     def score(self, pw: PairWindow) -> ChangeScores: ...

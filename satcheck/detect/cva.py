@@ -66,8 +66,8 @@ class CvaDetector:
         d *= _not_vegetation(pw_after)
         return ndimage.uniform_filter(d, 3)
 
-    def prepare(self, sample: PairWindow, px_m: float) -> None:
-        if self.cfg.threshold is not None:
+    def prepare(self, sample: PairWindow | None, px_m: float | None) -> None:
+        if self.cfg.threshold is not None or sample is None:
             return
         mag = self._magnitude(sample.before, sample.after, 1)
         values = mag[sample.valid]

@@ -62,12 +62,36 @@ class ModelDetector:
         self.meta = meta
         self.path = path
         self.threshold = cfg.threshold
-        self.name = f"model ({path.name}, {self.predictor.engine} on {self.predictor.device_type})"
+        self.enlarge_above_m, self.enlarge_by = cfg.enlarge_above_m, cfg.enlarge_by
+        self.zoom = 1.0
+        self._base_name = f"model ({path.name}, {self.predictor.engine} on {self.predictor.device_type})"
+        self.name = self._base_name
 
-    def prepare(self, sample: PairWindow, px_m: float) -> None:
-        return None
+    def prepare(self, sample: PairWindow | None, px_m: float | None) -> None:
+        coarse = px_m is not None and px_m > self.enlarge_above_m and self.enlarge_by > 1
+        self.zoom = self.enlarge_by if coarse else 1.0
+        self.name = self._base_name[:-1] + (f", {px_m:.3g} m pixels enlarged {self.zoom:g}x)" if coarse else ")")
 
     def score(self, pw: PairWindow) -> ChangeScores:
-        prob, exc = self.predictor.predict(to_input(pw.before), to_input(pw.after))
+        before, after = to_input(pw.before), to_input(pw.after)
+        if self.zoom == 1.0:
+            prob, exc = self.predictor.predict(before, after)
+        else:
+            prob, exc = self._predict_enlarged(before, after)
         prob = np.where(pw.valid, prob, 0).astype(np.float32, copy=False)
         return ChangeScores(prob, np.where(exc > 0.5, EXCAVATION, CONSTRUCTION).astype(np.uint8))
+
+    def _predict_enlarged(self, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The predictor on both dates enlarged by ``zoom`` (bilinear), its outputs brought back to the window."""
+        h, w = after.shape[1:]
+        big = (max(1, round(h * self.zoom)), max(1, round(w * self.zoom)))
+        prob, exc = self.predictor.predict(_resized(before, big), _resized(after, big))
+        return _resized(prob[None], (h, w))[0], _resized(exc[None], (h, w))[0]
+
+
+def _resized(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(bands, h, w) float32 resampled bilinearly to (bands, *shape), edges replicated."""
+    from skimage.transform import resize
+
+    return resize(img, (img.shape[0], *shape), order=1, mode="edge", anti_aliasing=False,
+                  preserve_range=True).astype(np.float32, copy=False)
