@@ -72,15 +72,21 @@ class TileInfo:
     def vector_crs(self) -> CRS:
         """The CRS change polygons and patches are made in: areas and distances in metres.
 
-        The tile's own if projected. For a geographic tile, the projected zone at its centre that an
-        enforcement office would use: the CGCS2000 3-degree Gauss-Krüger zone (EPSG:4534-4554) for CGCS2000
-        (EPSG:4490) tiles over China, else the WGS 84 UTM zone.
+        The tile's own if projected in metres. For a tile in degrees (or feet), the projected zone at its
+        centre that an enforcement office would use: the CGCS2000 3-degree Gauss-Krüger zone (EPSG:4534-4554) for
+        CGCS2000 tiles over China, else the WGS 84 UTM zone.
         """
-        if self.crs.is_projected:
+        if self.crs.is_projected and metres_per_unit(self.crs) == 1.0:
             return self.crs
+        from pyproj import CRS as ProjCRS
+        from rasterio.warp import transform
+
         b = self.bounds
         lon, lat = (b.left + b.right) / 2, (b.bottom + b.top) / 2
-        if self.crs.to_epsg() == 4490 and 73.5 <= lon < 136.5:
+        if self.crs.is_projected:
+            (lon,), (lat,) = transform(self.crs, "EPSG:4326", [lon], [lat])
+        cgcs2000 = ProjCRS.from_wkt(self.crs.to_wkt()).geodetic_crs.to_epsg() == 4490
+        if cgcs2000 and 73.5 <= lon < 136.5:
             return CRS.from_epsg(4534 + (round(lon / 3) * 3 - 75) // 3)
         zone = min(60, int((lon + 180) // 6) + 1)
         return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)

@@ -97,6 +97,19 @@ def test_vector_crs_of_tiles_in_degrees(crs, lon, lat, expected):
     assert tile.pixel_area_m2 == pytest.approx(1.11320 ** 2 * np.cos(np.radians(lat)), rel=1e-3)
 
 
+def test_vector_crs_of_a_tile_in_feet_is_in_metres():
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from satcheck.tiles import TileInfo
+
+    # California zone 3 (US survey feet), near San Francisco: the WGS 84 UTM zone 10N.
+    tile = TileInfo(Path("t.tif"), CRS.from_epsg(2227), from_origin(6000000, 2100000, 3, 3), 10, 10, 3, "uint8",
+                    None, None, ())
+    assert tile.vector_crs.to_epsg() == 32610
+    assert tile.pixel_area_m2 == pytest.approx((3 * 1200 / 3937) ** 2)
+
+
 def test_vector_crs_of_a_projected_tile_is_its_own():
     from rasterio.crs import CRS
     from rasterio.transform import from_origin
