@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from satcheck import __version__
-from satcheck.cli_common import err, fail, out
+from satcheck.cli_common import err, fail, out, plural
 from satcheck.errors import SatcheckError
 
 app = typer.Typer(
@@ -88,13 +88,13 @@ def _print_summary(s: dict) -> None:
     t.add_row("detector", str(s["detector"]))
     t.add_row("tile pairs", str(s["pairs"]))
     t.add_row("area", f"{s['area_km2']} km² ({s['megapixels']} Mpx, {s['masked_share'] * 100:.1f} % cloud/shadow)")
-    t.add_row("changes", f"{s['changes']} polygons, {s['change_area_m2']:.0f} m²")
+    t.add_row("changes", f"{plural(s['changes'], 'polygon')}, {s['change_area_m2']:.0f} m²")
     for k, v in s["changes_by_type"].items():
-        t.add_row(f"  {k}", f"{v['count']} polygons, {v['area_m2']:.0f} m²")
+        t.add_row(f"  {k}", f"{plural(v['count'], 'polygon')}, {v['area_m2']:.0f} m²")
     if "patches" in s:
         t.add_row("patches", f"{s['patches']['count']} for review")
         for k, v in s["patches"]["by_class"].items():
-            t.add_row(f"  {k}", f"{v['count']} patches, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)")
+            t.add_row(f"  {k}", f"{plural(v['count'], 'patch')}, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)")
     t.add_row("time", f"{s['seconds']} s ({s['mpx_per_s']} Mpx/s)")
     out.print(t)
     for problem in s.get("rule_problems", []):
@@ -268,7 +268,7 @@ def export(
         written = write_all(chosen, out_dir, formats, lang, stem)
     except SatcheckError as exc:
         raise fail(exc) from None
-    out.print(f"{len(chosen)} patches")
+    out.print(plural(len(chosen), "patch"))
     for k, v in written.items():
         out.print(f"  {k:<8} {v}")
 
@@ -370,7 +370,7 @@ def _print_batch(s: dict) -> None:
         t.add_row("changes", str(s["changes"]))
     if s.get("patches"):
         for k, v in s["patches"]["by_class"].items():
-            t.add_row(f"  {k}", f"{v['count']} patches, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)")
+            t.add_row(f"  {k}", f"{plural(v['count'], 'patch')}, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)")
     if s.get("ledger"):
         lg = s["ledger"]
         t.add_row("ledger", f"{lg['path']}: {lg['added']} new, {lg['rereview']} back for review, {lg['linked']} linked")
