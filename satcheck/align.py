@@ -25,7 +25,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from satcheck.config import RunConfig
-from satcheck.errors import BandMismatchError, NoOverlapError, TileReadError
+from satcheck.errors import BandMismatchError, DateOrderError, NoOverlapError, TileReadError
 from satcheck.masks import cloud_and_shadow, dn_scale, upsample_lookup
 from satcheck.radiometry import apply_table, fit_normalisation
 from satcheck.tiles import TileInfo
@@ -88,12 +88,22 @@ def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[
             covered.append(b)
             win = part if win is None else _union(win, part)
         if covered and win is not None:
+            _check_date_order(covered, a)
             pairs.append(Pair(a, tuple(covered), win))
     if not pairs:
         raise NoOverlapError(
             f"{befores[0].path.parent if befores else '?'} and {afters[0].path.parent if afters else '?'}: "
             "no earlier tile overlaps any later tile; check that both dates show the same place")
     return pairs
+
+
+def _check_date_order(befores: Sequence[TileInfo], after: TileInfo) -> None:
+    # New construction seen backwards is demolition, which is not flagged: swapped dates would find nothing.
+    for b in befores:
+        if b.date and after.date and b.date > after.date:
+            raise DateOrderError(
+                f"{b.path}: dated {b.date} but pairs with the later tile {after.path.name} of {after.date}; the "
+                "dates look swapped: pass the earlier date first (BEFORE AFTER)")
 
 
 def _overlaps(w: Window, width: int, height: int, tol: float = 1e-6) -> bool:

@@ -25,6 +25,10 @@ class NoOverlapError(SatcheckError, ValueError):
     """The two dates do not cover a common area."""
 
 
+class DateOrderError(SatcheckError, ValueError):
+    """An earlier-date tile is dated after the later-date tile it pairs with (the dates look swapped)."""
+
+
 class BandMismatchError(SatcheckError, ValueError):
     """The two dates have different band counts, or no weights fit them."""
 

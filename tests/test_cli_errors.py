@@ -52,6 +52,14 @@ def test_no_overlap(tmp_path):
     _one_line_error(_run("run", far, a, "--out", tmp_path / "out"), "no earlier tile overlaps")
 
 
+def test_swapped_dates(tmp_path):
+    """BEFORE dated after AFTER: the model would see construction backwards and flag nothing."""
+    b, a, _ = square_pair(tmp_path)
+    r = _run("run", a, b, "--out", tmp_path / "out", "--detector", "cva")
+    _one_line_error(r, "T_20261001.tif", "2026-10-01", "swapped", "BEFORE AFTER")
+    assert not (tmp_path / "out" / "changes.gpkg").exists()
+
+
 def test_band_mismatch(tmp_path):
     from rasterio.transform import from_origin
 
