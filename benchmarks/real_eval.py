@@ -85,6 +85,10 @@ def main() -> None:
     ap.add_argument("--normalise", default=None, help="normalise.method (default: the config's)")
     ap.add_argument("--enlarge-by", type=float, default=None,
                     help="detect.model.enlarge_by for the 10 m sets (default: the config's; 1 = never)")
+    ap.add_argument("--coregister-max-px", type=float, default=None,
+                    help="align.coregister_max_px (default: the config's; 0 = no co-registration)")
+    ap.add_argument("--shift", type=int, default=0,
+                    help="move the earlier date of every pair by this many pixels down and right (misregistration)")
     ap.add_argument("--oscd-trained", action="store_true",
                     help="also score the four OSCD cities the weights were trained on (not held out)")
     ap.add_argument("--json", action="store_true")
@@ -103,18 +107,23 @@ def main() -> None:
             sets[name] = coarsened(sets[base], f)
             min_object_px[name] = 3  # a 10 px object at 0.5 m is under one pixel at 2 m
     for label, pairs in sets.items():
+        if a.shift:
+            pairs = [LabelledPair(p.name, np.roll(p.before, (a.shift, a.shift), (1, 2)), p.after, p.label,
+                                  p.change_class, p.px_m) for p in pairs]
         row = {"dataset": label, "images": len(pairs)}
         for det_name in ("model", "cva"):
             cfg = RunConfig().with_overrides(**{"detect.detector": det_name, "detect.model.weights": a.model,
                                                 "detect.model.threshold": a.threshold,
                                                 "normalise.method": a.normalise,
-                                                "detect.model.enlarge_by": a.enlarge_by})
+                                                "detect.model.enlarge_by": a.enlarge_by,
+                                                "align.coregister_max_px": a.coregister_max_px})
             det = get_detector(cfg.detect, pairs[0].after.shape[0])
             if det_name == "model" and (a.views > 1 or a.ensemble):
                 others = [get_detector(cfg.with_overrides(**{"detect.model.weights": w}).detect,
                                        pairs[0].after.shape[0]).predictor for w in a.ensemble]
                 det.predictor = Averaged([det.predictor, *others], a.views)
             m = evaluate(det, pairs, min_object_px=min_object_px[label], normalise=cfg.normalise.method,
+                         coregister_max_px=cfg.align.coregister_max_px,
                          px_m=10.0 if label.startswith("OSCD") else None).total.metrics()
             row[det_name] = {k: m[k] for k in ("precision", "recall", "f1", "iou", "object_recall")}
         rows.append(row)

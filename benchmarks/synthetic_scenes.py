@@ -60,11 +60,14 @@ def main() -> None:
                     help="seed of the first scene; tune settings on another range (e.g. 80000) than you report")
     ap.add_argument("--misses", action="store_true", help="list the planted objects not found")
     ap.add_argument("--normalise", default=None, help="normalise.method (default: the config's)")
+    ap.add_argument("--coregister-max-px", type=float, default=None,
+                    help="align.coregister_max_px (default: the config's; 0 = no co-registration)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     cfg = RunConfig().with_overrides(**{"detect.detector": a.detector, "output.probability_cog": a.misses,
                                         "detect.model.threshold": a.threshold, "detect.model.weights": a.model,
-                                        "cleanup.min_mean_score": a.min_mean_score, "normalise.method": a.normalise})
+                                        "cleanup.min_mean_score": a.min_mean_score, "normalise.method": a.normalise,
+                                        "align.coregister_max_px": a.coregister_max_px})
     totals = {"truths": 0, "found_03": 0, "found_05": 0, "visible": 0, "visible_found": 0, "false": 0, "km2": 0.0,
               "nuisance_false": 0, "nuisance_km2": 0.0, "type_ok": 0, "typed": 0}
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,11 +20,13 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import NodataShadowWarning
+from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from satcheck.config import RunConfig
+from satcheck.coregister import NO_SHIFT, Shift, estimate_shift, measuring_chips
 from satcheck.errors import BandMismatchError, DateOrderError, NoOverlapError, TileReadError
 from satcheck.masks import cloud_and_shadow, dn_scale, upsample_lookup
 from satcheck.radiometry import apply_table, fit_normalisation
@@ -172,8 +174,9 @@ class PairReader(contextlib.AbstractContextManager):
         self.px_m = pair.after.pixel_m
         self._before_dtype = np.result_type(*(b.dtype for b in pair.befores)).name
         try:
+            self.shift = self._measure_shift()
             for _ in range(max(1, readers)):
-                self._idle.put(self._open())
+                self._idle.put(self._open(self.shift))
             self._prepare()
         except BaseException:
             self._stack.close()
@@ -188,9 +191,12 @@ class PairReader(contextlib.AbstractContextManager):
         finally:
             self._idle.put(handles)
 
-    def _open(self) -> tuple:
+    def _open(self, shift: Shift, keep: bool = True) -> tuple:
+        """A set of handles with the earlier tiles moved by ``shift``; closed with the reader if ``keep``,
+        else by the caller (the handles' ExitStack comes last in the tuple)."""
         a = self.pair.after
         stack = contextlib.ExitStack()
+        rows, cols = shift.rounded()
         try:
             after = stack.enter_context(rasterio.open(a.path))
             befores = []
@@ -198,24 +204,42 @@ class PairReader(contextlib.AbstractContextManager):
                 src = stack.enter_context(rasterio.open(b.path))
                 offset = grid_offset(b, a)
                 if offset is not None:
-                    # Same CRS, pixel size and pixel edges: read directly, no resampling.
-                    befores.append(_ShiftedSource(src, offset))
+                    # Same CRS, pixel size and pixel edges: read directly, no resampling (whole-pixel shifts).
+                    befores.append(_ShiftedSource(src, (offset[0] + rows, offset[1] + cols)))
                     continue
+                # Warped anyway: the earlier date moves by the measured shift, fractions of a pixel included.
+                moved = a.transform * Affine.translation(shift.cols, shift.rows)
                 befores.append(stack.enter_context(WarpedVRT(
-                    src, crs=a.crs, transform=a.transform, width=a.width, height=a.height,
+                    src, crs=a.crs, transform=moved, width=a.width, height=a.height,
                     resampling=_RESAMPLING[self.config.align.resampling],
                     src_nodata=b.nodata if b.nodata is not None else src.nodata,
                     nodata=0 if b.nodata is None else b.nodata)))
         except rasterio.errors.RasterioIOError as exc:
             stack.close()
             raise TileReadError(f"{a.path}: cannot be read ({exc}); check the file") from None
+        if not keep:
+            return after, befores, stack
         self._stack.enter_context(stack)
         return after, befores
 
+    def _measure_shift(self) -> Shift:
+        """The misregistration of the earlier date, measured on chips spread over the pair."""
+        max_px = self.config.align.coregister_max_px
+        windows = measuring_chips(self.pair.window)
+        if max_px <= 0 or not windows:
+            return NO_SHIFT
+        after, befores, stack = self._open(NO_SHIFT, keep=False)
+        with stack:
+            chips = []
+            for w in windows:
+                before, aft, b_ok, a_ok = self._read_dn(w, handles=(after, befores))
+                chips.append((before, aft, b_ok & a_ok))
+        return estimate_shift(chips, max_px)
+
     # ----------------------------------------------------------------- statistics
-    def _read_dn(self, window: Window, out_shape: tuple[int, int] | None = None):
+    def _read_dn(self, window: Window, out_shape: tuple[int, int] | None = None, handles: tuple | None = None):
         """Stored values of both dates over ``window`` and where each date has data."""
-        with self._sources() as (after_src, before_srcs):
+        with (contextlib.nullcontext(handles) if handles else self._sources()) as (after_src, before_srcs):
             after, a_ok = _read_source(after_src, window, out_shape)
             before, b_ok = None, None
             for src in before_srcs:

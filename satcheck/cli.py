@@ -182,7 +182,8 @@ def evaluate_cmd(
         if not include_trained:
             skipped = trained_names(getattr(det, "meta", {}), dataset, names)
             pairs = [p for p in pairs if p.name not in skipped]
-        result = evaluate(det, pairs, min_object_px, normalise=cfg.normalise.method, px_m=pixel_size)
+        result = evaluate(det, pairs, min_object_px, normalise=cfg.normalise.method, px_m=pixel_size,
+                          coregister_max_px=cfg.align.coregister_max_px)
         result.skipped = skipped
     except SatcheckError as exc:
         raise fail(exc) from None

@@ -34,6 +34,8 @@ class WindowConfig(_Strict):
 
 class AlignConfig(_Strict):
     resampling: Literal["nearest", "bilinear", "cubic"] = "bilinear"
+    coregister_max_px: float = Field(
+        8.0, ge=0, le=64, description="Largest shift between the dates measured and corrected, in pixels; 0 = off.")
 
 
 class MaskConfig(_Strict):

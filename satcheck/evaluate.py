@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from satcheck.align import PairWindow
 from satcheck.config import NormaliseConfig
+from satcheck.coregister import measure_arrays, shift_array
 from satcheck.datasets import LabelledPair
 from satcheck.radiometry import normalise_pair
 
@@ -90,25 +91,28 @@ class EvalResult:
         return out
 
 
-def predict(detector, pair: LabelledPair, normalise: str | None = None, px_m: float | None = None) -> np.ndarray:
-    """Change mask of one labelled pair, normalised as in a run (``normalise``: the run's ``normalise.method``).
+def predict(detector, pair: LabelledPair, normalise: str | None = None, px_m: float | None = None,
+            coregister_max_px: float = 0.0) -> np.ndarray:
+    """Change mask of one labelled pair, normalised (``normalise``: the run's ``normalise.method``) and
+    co-registered as in a run.
 
     ``px_m`` is the pixel size in metres where the pair itself does not say (PNG).
     """
     ok = np.ones(pair.label.shape, bool)
-    b, a = normalise_pair(pair.before, pair.after, ok, normalise or NormaliseConfig().method)
+    before = shift_array(pair.before, measure_arrays(pair.before, pair.after, ok, coregister_max_px))
+    b, a = normalise_pair(before, pair.after, ok, normalise or NormaliseConfig().method)
     pw = PairWindow(Window(0, 0, a.shape[2], a.shape[1]), b, a, ok, np.zeros_like(ok))
     detector.prepare(pw, pair.px_m or px_m)
     return detector.score(pw).probability >= detector.threshold
 
 
 def evaluate(detector, pairs: list[LabelledPair], min_object_px: int = 10, match_iou: float = 0.3,
-             normalise: str | None = None, px_m: float | None = None) -> EvalResult:
+             normalise: str | None = None, px_m: float | None = None, coregister_max_px: float = 0.0) -> EvalResult:
     res = EvalResult()
     for p in pairs:
         if p.before.shape[0] != p.after.shape[0]:
             continue
-        c = count(predict(detector, p, normalise, px_m), p.label == 1, min_object_px, match_iou)
+        c = count(predict(detector, p, normalise, px_m, coregister_max_px), p.label == 1, min_object_px, match_iou)
         res.total += c
         res.images.append((p.name, c))
     return res

@@ -83,6 +83,14 @@ def to_geographic(path: Path, crs: str = "EPSG:4490") -> Path:
     return path
 
 
+def misregister(path: Path, east_m: float, north_m: float) -> Path:
+    """Move a tile's georeference (not its pixels) by some metres, as an orthorectification error would."""
+    with rasterio.open(path, "r+") as dst:
+        t = dst.transform
+        dst.transform = rasterio.Affine(t.a, t.b, t.c + east_m, t.d, t.e, t.f + north_m)
+    return path
+
+
 def mosaic_pair(folder: Path, *, tiles: int = 2, tile_px: int = 128, square: tuple[int, int, int] | None = None,
                 seed: int = 5) -> tuple[Path, Path, tuple]:
     """One earlier tile and the later date cut into tiles × tiles tiles; a roof square planted at (row, col, side)."""

@@ -66,8 +66,12 @@ def make_outdir(out: Path) -> None:
 
 
 def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig, rules: str | Path | None,
-           detector_name: str, t0: float, masked: int, extra: dict | None = None) -> RunResult:
-    """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary."""
+           detector_name: str, t0: float, masked: int, extra: dict | None = None,
+           shifts: dict[str, dict] | None = None) -> RunResult:
+    """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary.
+
+    ``shifts``: per pair name, the misregistration measured between its dates (:meth:`Shift.as_dict`).
+    """
     crs = pairs[0].after.vector_crs
     pixels = sum(p.pixels for p in pairs)
     changes = merge_pieces(pieces, crs, config.cleanup.min_area_m2, config.cleanup.min_mean_score)
@@ -92,7 +96,8 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     outputs["summary"] = str(summary_path)
     with atomic_path(summary_path) as tmp:
         tmp.write_text(json.dumps(result.summary() | (extra or {}) | {
-            "tiles": [{"after": str(p.after.path), "before": [str(b.path) for b in p.befores]} for p in pairs],
+            "tiles": [{"after": str(p.after.path), "before": [str(b.path) for b in p.befores]}
+                      | ({"shift_px": shifts[p.name]} if shifts and p.name in shifts else {}) for p in pairs],
         }, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return result
 
@@ -109,6 +114,7 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     detector = get_detector(config.detect, pairs[0].after.count)
     crs = pairs[0].after.vector_crs  # metres, also for tiles in degrees
     pieces: list[Piece] = []
+    shifts: dict[str, dict] = {}
     masked = done = 0
     total = sum(p.pixels for p in pairs)
     for pair in pairs:
@@ -119,7 +125,8 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
         r = detect_pair(pair, detector, config, out / "probability" / f"{pair.name}.tif", tick)
         done += pair.pixels
         masked += r.masked
+        shifts[pair.name] = r.shift.as_dict()
         pieces.extend(reproject_pieces(r.pieces, pair.after.crs, crs))
     return finish(pieces, pairs, out, config, rules, detector.name, t0, masked,
-                  {"before": str(before), "after": str(after)})
+                  {"before": str(before), "after": str(after)}, shifts)
 

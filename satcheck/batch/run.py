@@ -126,7 +126,7 @@ def run_tile(task: TileTask) -> dict:
         write_pieces(r.pieces, pair.after.crs, d / "pieces.gpkg")
         info = {"name": task.name, "fingerprint": task.fingerprint, "pixels": r.pixels, "masked": r.masked,
                 "pieces": len(r.pieces), "seconds": round(time.perf_counter() - t0, 3), "detector": det.name,
-                "crs": pair.after.crs.to_string()}
+                "crs": pair.after.crs.to_string(), "shift_px": r.shift.as_dict()}
         with atomic_path(d / "done.json") as tmp:
             tmp.write_text(json.dumps(info))
         (d / "failed.json").unlink(missing_ok=True)
@@ -250,14 +250,16 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
         return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, None, time.perf_counter() - t0,
                            log=str(log.path), workers=_describe(n_workers, scheduler), pixels_now=pixels_now)
     crs = ok_pairs[0].after.vector_crs
-    pieces, masked = [], 0
+    pieces, masked, shifts = [], 0, {}
     for p in ok_pairs:
         d = tile_dir(out, p.name)
         info = json.loads((d / "done.json").read_text())
         masked += info["masked"]
+        if "shift_px" in info:
+            shifts[p.name] = info["shift_px"]
         pieces.extend(read_pieces(d / "pieces.gpkg", crs))  # in the tile's CRS on disk, read into crs
     detector = json.loads((tile_dir(out, ok_pairs[0].name) / "done.json").read_text()).get("detector", "")
-    run = finish(pieces, ok_pairs, out, cfg, m.rules, detector, t0, masked, {"period": m.period})
+    run = finish(pieces, ok_pairs, out, cfg, m.rules, detector, t0, masked, {"period": m.period}, shifts)
     ledger_info = None
     if m.ledger and run.patches is not None:
         from satcheck.review.ledger import Ledger

@@ -1,0 +1,158 @@
+"""Co-registration: the shift between the two dates of a pair, measured from the images themselves.
+
+Two dates placed by their georeference alone are often a few pixels apart
+(other sensor, other orthorectification DEM).  Every edge then shows up as
+a thin band of change.  The shift is measured by phase correlation of the
+edge images of a few chips spread over the pair, which is insensitive to
+the brightness and colour differences between dates; a shift is trusted
+only when most chips agree on it, because real change, water or a
+featureless chip give scattered answers.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+from rasterio.windows import Window
+from scipy import fft, ndimage
+
+
+@dataclass(frozen=True)
+class Shift:
+    """Where the earlier date lines up with the later one.
+
+    The earlier date's pixel (r + rows, c + cols), on the later date's grid, shows what the later date's pixel
+    (r, c) shows. ``chips`` gave an estimate, ``agreeing`` of them within a pixel of the median; ``agreed``:
+    enough did for the shift to be used (otherwise rows and cols are 0: the dates stay where their
+    georeference puts them).
+    """
+
+    rows: float = 0.0
+    cols: float = 0.0
+    chips: int = 0
+    agreeing: int = 0
+    agreed: bool = False
+
+    @property
+    def magnitude(self) -> float:
+        return math.hypot(self.rows, self.cols)
+
+    def rounded(self) -> tuple[int, int]:
+        return round(self.rows), round(self.cols)
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"rows": round(self.rows, 2), "cols": round(self.cols, 2), "chips": self.chips,
+                "agreeing": self.agreeing, "agreed": self.agreed}
+
+
+NO_SHIFT = Shift()
+
+
+def measuring_chips(window: Window) -> list[Window]:
+    """Where a pair's shift is measured: 3 × 3 chips of 512 px on large windows, 2 × 2 of at least 256 px on
+    smaller ones; none on windows under 342 px, too small to tell a shift from the change in them."""
+    side = min(int(window.width), int(window.height))
+    size = int(min(512, 0.75 * side))
+    if size < 256:
+        return []
+    return chip_windows(window, size, 3 if side >= 1536 else 2)
+
+
+def measure_arrays(before: np.ndarray, after: np.ndarray, valid: np.ndarray, max_px: float) -> Shift:
+    """The shift of an earlier date (bands, h, w) against the later one, both in memory (evaluation)."""
+    chips = measuring_chips(Window(0, 0, after.shape[2], after.shape[1]))
+    if max_px <= 0 or not chips:
+        return NO_SHIFT
+    return estimate_shift([(before[:, w.toslices()[0], w.toslices()[1]], after[:, w.toslices()[0], w.toslices()[1]],
+                            valid[w.toslices()]) for w in chips], max_px)
+
+
+def chip_windows(window: Window, size: int, per_side: int = 3) -> list[Window]:
+    """``per_side`` × ``per_side`` square chips of side ``size`` spread evenly over ``window``."""
+    h, w = int(window.height), int(window.width)
+    size = min(size, h, w)
+
+    def starts(n: int) -> list[int]:
+        if per_side == 1 or n == size:
+            return [(n - size) // 2]
+        return sorted({round(i * (n - size) / (per_side - 1)) for i in range(per_side)})
+
+    return [Window(int(window.col_off) + c, int(window.row_off) + r, size, size)
+            for r in starts(h) for c in starts(w)]
+
+
+def _edges(img: np.ndarray) -> np.ndarray:
+    """Gradient magnitude of the mean of the first three bands: edges, whatever each date's brightness."""
+    grey = img[: min(3, img.shape[0])].mean(0, dtype=np.float32)
+    return np.hypot(ndimage.sobel(grey, 0), ndimage.sobel(grey, 1))
+
+
+@functools.lru_cache(maxsize=4)
+def _taper(h: int, w: int) -> np.ndarray:
+    t = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
+    t.setflags(write=False)
+    return t
+
+
+def chip_shift(before: np.ndarray, after: np.ndarray, valid: np.ndarray, max_px: float) -> tuple[float, float] | None:
+    """(rows, cols) of one chip pair (bands, h, w), or None where the chip has too little data or texture.
+
+    Cross-correlation of the two edge images (zero mean, Hann-windowed, by FFT), its peak searched within
+    ``max_px`` and refined to a fraction of a pixel by a parabola through it and its neighbours.
+    """
+    h, w = valid.shape
+    if valid.mean() < 0.9 or h < 16 or w < 16:
+        return None
+    eb, ea = _edges(before), _edges(after)
+    if eb[valid].std() < 1e-6 or ea[valid].std() < 1e-6:
+        return None
+    taper = np.where(valid, _taper(h, w), 0)
+    eb = (eb - eb[valid].mean()) * taper
+    ea = (ea - ea[valid].mean()) * taper
+    # cc[k] = sum over x of after[x + k] * before[x]: peaks where the later date shows the earlier one moved by k.
+    cross = fft.rfft2(ea, workers=-1) * np.conj(fft.rfft2(eb, workers=-1))
+    # Half-way to phase correlation: damps the broad low frequencies of smooth fields, which blur the peak,
+    # without letting noise at high frequencies count as much as structure.
+    cross /= np.sqrt(np.abs(cross)) + 1e-12
+    cc = fft.irfft2(cross, s=(h, w), workers=-1)
+    m = int(min(max_px, h // 4, w // 4))
+    near = np.roll(cc, (m, m), (0, 1))[: 2 * m + 1, : 2 * m + 1]  # shifts -m..m on both axes
+    i, j = np.unravel_index(int(np.argmax(near)), near.shape)
+    if i in (0, 2 * m) or j in (0, 2 * m):
+        return None  # at the edge of the search: no peak inside it
+    def vertex(lo: float, mid: float, hi: float) -> float:
+        d = lo - 2 * mid + hi
+        return 0.0 if d >= 0 else 0.5 * (lo - hi) / d
+
+    k_r = i - m + vertex(near[i - 1, j], near[i, j], near[i + 1, j])
+    k_c = j - m + vertex(near[i, j - 1], near[i, j], near[i, j + 1])
+    # after[x + k] = before[x]: the later date's pixel r is the earlier date's r - k.
+    return -float(k_r), -float(k_c)
+
+
+def estimate_shift(chips: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], max_px: float) -> Shift:
+    """The pair's shift from its chips (before, after, valid), or :data:`NO_SHIFT` where they do not agree.
+
+    Trusted when at least three chips and 60 % of those with an estimate lie within one pixel of their
+    median; shifts are searched up to ``max_px`` pixels.
+    """
+    found = [s for s in (chip_shift(b, a, v, max_px) for b, a, v in chips) if s is not None]
+    if len(found) < 3:
+        return Shift(chips=len(found))
+    est = np.asarray(found)
+    med = np.median(est, axis=0)
+    agreeing = int((np.hypot(*(est - med).T) <= 1.0).sum())
+    if agreeing < max(3, math.ceil(0.6 * len(found))):
+        return Shift(chips=len(found), agreeing=agreeing)
+    return Shift(float(med[0]), float(med[1]), len(found), agreeing, True)
+
+
+def shift_array(img: np.ndarray, shift: Shift) -> np.ndarray:
+    """An earlier date (bands, h, w) moved onto the later date's pixels (bilinear; edges repeated)."""
+    if shift.magnitude == 0:
+        return img
+    return ndimage.shift(img, (0, -shift.rows, -shift.cols), order=1, mode="nearest").astype(img.dtype, copy=False)

@@ -1,0 +1,77 @@
+"""Co-registration: the shift between dates is measured from the images and corrected before detection."""
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from rasterio.windows import Window
+from shapely.geometry import box
+from typer.testing import CliRunner
+
+from satcheck.cli import app
+from satcheck.coregister import chip_windows, estimate_shift, measure_arrays, shift_array
+from tests.generate import misregister, square_pair, textured
+
+runner = CliRunner()
+
+
+def _chips(before, after):
+    ok = np.ones(after.shape[1:], bool)
+    return [(before[:, w.toslices()[0], w.toslices()[1]], after[:, w.toslices()[0], w.toslices()[1]],
+             ok[w.toslices()]) for w in chip_windows(Window(0, 0, after.shape[2], after.shape[1]), 256)]
+
+
+@pytest.mark.parametrize("rows, cols", [(3, -2), (0, 5), (-6, 1)])
+def test_a_rolled_date_is_measured(rows, cols):
+    after = textured(4, (600, 600))
+    before = np.roll(after, (rows, cols), (1, 2))  # before[r + rows] shows after[r]
+    s = estimate_shift(_chips(before, after), 8)
+    assert s.agreed and s.agreeing == s.chips == 9
+    assert s.rows == pytest.approx(rows, abs=0.1) and s.cols == pytest.approx(cols, abs=0.1)
+    # Moved back, the earlier date lines up with the later one away from the repeated edges.
+    back = shift_array(before, s)
+    assert np.abs(back - after)[:, 10:-10, 10:-10].max() < 0.02
+
+
+def test_unrelated_dates_give_no_shift():
+    s = estimate_shift(_chips(textured(1, (600, 600)), textured(2, (600, 600))), 8)
+    assert not s.agreed and (s.rows, s.cols) == (0, 0)
+
+
+def test_shift_beyond_the_search_is_not_guessed():
+    after = textured(4, (600, 600))
+    assert not estimate_shift(_chips(np.roll(after, (12, 0), (1, 2)), after), 8).agreed
+
+
+def test_small_images_are_not_measured():
+    """Under about 340 px a chip holds too little to tell misregistration from the change in it."""
+    after = textured(4, (256, 256))
+    assert not measure_arrays(np.roll(after, (3, 3), (1, 2)), after, np.ones((256, 256), bool), 8).agreed
+
+
+@pytest.mark.parametrize("before_res, east_m, north_m, rows, cols", [(None, 3.0, 2.0, -2, 3), (2.0, 4.0, -3.0, 3, 4)])
+def test_misregistered_tile_is_corrected_in_a_run(tmp_path, before_res, east_m, north_m, rows, cols):
+    """The earlier tile's georeference is some metres off; on the same grid (whole pixels) and warped (fractions):
+    the shift is found and the planted square comes back alone, at its place."""
+    b, a, bounds = square_pair(tmp_path, size=640, square=(280, 260, 80), before_res=before_res)
+    misregister(b, east_m, north_m)
+    r = runner.invoke(app, ["run", str(b), str(a), "--out", str(tmp_path / "out"), "--detector", "cva", "--json"])
+    assert r.exit_code == 0, r.output
+    shift = json.loads((tmp_path / "out" / "run.json").read_text())["tiles"][0]["shift_px"]
+    assert shift["agreed"]
+    assert shift["rows"] == pytest.approx(rows, abs=0.5) and shift["cols"] == pytest.approx(cols, abs=0.5)
+    changes = gpd.read_file(tmp_path / "out" / "changes.gpkg")
+    assert len(changes) == 1
+    assert changes.geometry.iloc[0].hausdorff_distance(box(*bounds)) <= 2.0
+
+
+def test_coregistration_can_be_turned_off(tmp_path):
+    b, a, _ = square_pair(tmp_path, size=640, square=(280, 260, 80))
+    misregister(b, 3.0, 0.0)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("align:\n  coregister_max_px: 0\n")
+    r = runner.invoke(app, ["run", str(b), str(a), "--out", str(tmp_path / "out"), "--detector", "cva", "-c", str(cfg)])
+    assert r.exit_code == 0, r.output
+    shift = json.loads((tmp_path / "out" / "run.json").read_text())["tiles"][0]["shift_px"]
+    assert not shift["agreed"] and shift["chips"] == 0
