@@ -240,10 +240,10 @@ class PairReader(contextlib.AbstractContextManager):
     def _read_dn(self, window: Window, out_shape: tuple[int, int] | None = None, handles: tuple | None = None):
         """Stored values of both dates over ``window`` and where each date has data."""
         with (contextlib.nullcontext(handles) if handles else self._sources()) as (after_src, before_srcs):
-            after, a_ok = _read_source(after_src, window, out_shape)
+            after, a_ok = _read_source(after_src, window, out_shape, self.pair.after.band_indexes)
             before, b_ok = None, None
-            for src in before_srcs:
-                data, ok = _read_source(src, window, out_shape)
+            for src, tile in zip(before_srcs, self.pair.befores):
+                data, ok = _read_source(src, window, out_shape, tile.band_indexes)
                 if before is None:
                     # The usual case, one earlier tile: no per-pixel copy (values outside b_ok are never used).
                     before, b_ok = data.astype(self._before_dtype, copy=False), ok
@@ -311,18 +311,20 @@ class PairReader(contextlib.AbstractContextManager):
         self.close()
 
 
-def _read_source(src, window: Window, out_shape: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Values and data mask of one source over ``window``, at full resolution or decimated to ``out_shape``."""
+def _read_source(src, window: Window, out_shape: tuple[int, int] | None,
+                 indexes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Values of the image bands ``indexes`` and the data mask of one source over ``window``, at full resolution
+    or decimated to ``out_shape``."""
     if out_shape is None:
-        return src.read(window=window), src.read_masks(1, window=window) > 0
+        return src.read(indexes=indexes, window=window), src.read_masks(1, window=window) > 0
     if isinstance(src, WarpedVRT):
         # Warping happens at the output resolution: GDAL's decimated read is the cheap path here.
         kw = {"window": window, "out_shape": out_shape, "resampling": Resampling.nearest}
-        return src.read(**kw), src.read_masks(1, **kw) > 0
-    return _decimated_by_strips(src, window, out_shape)
+        return src.read(indexes=indexes, **kw), src.read_masks(1, **kw) > 0
+    return _decimated_by_strips(src, window, out_shape, indexes)
 
 
-def _decimated_by_strips(src, window: Window, out_shape: tuple[int, int], strip: int = 512):
+def _decimated_by_strips(src, window: Window, out_shape: tuple[int, int], indexes: list[int], strip: int = 512):
     """Nearest-neighbour decimation, read as full-resolution strips.
 
     GDAL decodes every block for a decimated read anyway, and again for the mask; by strips, with the mask
@@ -332,7 +334,7 @@ def _decimated_by_strips(src, window: Window, out_shape: tuple[int, int], strip:
     oh, ow = out_shape
     rows = np.minimum(((np.arange(oh) + 0.5) * h / oh).astype(int), h - 1)
     cols = np.minimum(((np.arange(ow) + 0.5) * w / ow).astype(int), w - 1)
-    data = np.empty((src.count, oh, ow), src.dtypes[0])
+    data = np.empty((len(indexes), oh, ow), src.dtypes[0])
     mask = np.empty((oh, ow), bool)
     for r0 in range(0, h, strip):
         i0, i1 = np.searchsorted(rows, r0), np.searchsorted(rows, r0 + strip)
@@ -340,7 +342,7 @@ def _decimated_by_strips(src, window: Window, out_shape: tuple[int, int], strip:
             continue
         part = Window(window.col_off, window.row_off + r0, w, min(strip, h - r0))
         pick = rows[i0:i1] - r0
-        data[:, i0:i1] = src.read(window=part)[:, pick][:, :, cols]
+        data[:, i0:i1] = src.read(indexes=indexes, window=part)[:, pick][:, :, cols]
         mask[i0:i1] = src.read_masks(1, window=part)[pick][:, cols] > 0
     return data, mask
 

@@ -37,8 +37,10 @@ def read_image(path: Path) -> np.ndarray:
     if path.suffix.lower() in (".tif", ".tiff"):
         import rasterio
 
+        from satcheck.tiles import image_bands
+
         with rasterio.open(path) as src:
-            data = src.read()
+            data = src.read(image_bands(src))
     else:
         from PIL import Image
 

@@ -13,7 +13,7 @@ import numpy as np
 import rasterio
 from rasterio.coords import BoundingBox
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NodataShadowWarning, RasterioIOError
 from rasterio.transform import Affine
 
@@ -30,7 +30,11 @@ warnings.filterwarnings("ignore", category=NodataShadowWarning)
 
 @dataclass(frozen=True)
 class TileInfo:
-    """What satcheck needs to know about a tile, without its pixels."""
+    """What satcheck needs to know about a tile, without its pixels.
+
+    ``count`` and ``band_names`` are those of the image bands; an alpha band (RGBA orthophotos) is not one of
+    them: GDAL reads it as the tile's data mask. ``indexes`` are the image bands' 1-based numbers in the file.
+    """
 
     path: Path
     crs: CRS
@@ -42,6 +46,11 @@ class TileInfo:
     nodata: float | None
     date: dt.date | None
     band_names: tuple[str, ...]
+    indexes: tuple[int, ...] = ()
+
+    @property
+    def band_indexes(self) -> list[int]:
+        return list(self.indexes or range(1, self.count + 1))
 
     @property
     def bounds(self) -> BoundingBox:
@@ -129,17 +138,19 @@ def open_tile(path: str | os.PathLike) -> TileInfo:
         raise TileReadError(f"{p}: is a folder; pass a GeoTIFF file")
     try:
         with rasterio.open(p) as src:
+            image = image_bands(src)
             info = TileInfo(
                 path=p,
                 crs=src.crs,
                 transform=src.transform,
                 width=src.width,
                 height=src.height,
-                count=src.count,
+                count=len(image),
                 dtype=src.dtypes[0],
                 nodata=src.nodata,
                 date=date_from_name(p.name) or _date_from_tags(src.tags()),
-                band_names=tuple(d or f"band{i + 1}" for i, d in enumerate(src.descriptions)),
+                band_names=tuple(src.descriptions[i - 1] or f"band{i}" for i in image),
+                indexes=tuple(image),
             )
     except RasterioIOError:
         raise TileReadError(f"{p}: not a readable raster; pass a GeoTIFF (is the file complete?)") from None
@@ -148,6 +159,11 @@ def open_tile(path: str | os.PathLike) -> TileInfo:
     if info.transform.is_identity or info.transform.b != 0 or info.transform.d != 0:
         raise TileGeoreferenceError(f"{p}: has no north-up geotransform; georeference it first")
     return info
+
+
+def image_bands(src) -> list[int]:
+    """1-based numbers of an open dataset's image bands: all but an alpha band."""
+    return [i for i, ci in enumerate(src.colorinterp, 1) if ci != ColorInterp.alpha] or [1]
 
 
 def find_tiles(path: str | os.PathLike) -> list[Path]:

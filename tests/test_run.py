@@ -116,3 +116,29 @@ def test_reading_windows_ahead_in_several_threads_does_not_change_results(tmp_pa
     g1 = gpd.read_file(tmp_path / "r1" / "changes.gpkg").geometry
     g3 = gpd.read_file(tmp_path / "r3" / "changes.gpkg").geometry
     assert len(g1) == len(g3) == 1 and g1.iloc[0].equals(g3.iloc[0])
+
+
+def test_rgba_orthophotos_run_as_rgb_with_the_alpha_as_mask(tmp_path):
+    """An alpha band (RGBA deliveries) is the data mask, not a fourth (NIR) band."""
+    import numpy as np
+
+    b, a, bounds = square_pair(tmp_path)
+    for path in (b, a):
+        with rasterio.open(path) as src:
+            rgb, profile = src.read([1, 2, 3]), src.profile
+        alpha = np.full(rgb.shape[1:], 255, np.uint8)
+        alpha[:, :20] = 0  # a transparent margin: no data there
+        rgb[:, :, :20] = 0
+        profile.update(count=4, photometric="rgb", alpha="yes", nodata=None)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(np.concatenate([rgb, alpha[None]]))
+    info = json.loads(_run("inspect", a, "--json").output)
+    assert info["bands"] == 3 and info["nodata_share"] == pytest.approx(20 / 256, abs=1e-3)
+    summary = json.loads(_run("run", b, a, "--out", tmp_path / "out", "--detector", "cva", "--json").output)
+    assert summary["masked_share"] == 0 and summary["megapixels"] == pytest.approx(256 * 256 / 1e6, abs=1e-3)
+    changes = gpd.read_file(tmp_path / "out" / "changes.gpkg")
+    hit = changes[changes.intersects(box(*bounds))]
+    assert len(hit) == 1 and hit.geometry.iloc[0].hausdorff_distance(box(*bounds)) <= 1.0 + 1e-6
+    with rasterio.open(tmp_path / "out" / "probability" / "T_20261001.tif") as src:
+        prob = src.read(1)
+    assert (prob[:, :20] == 255).all() and (prob[:, 20:] != 255).all()  # the transparent margin is nodata
