@@ -32,6 +32,13 @@ class WindowConfig(_Strict):
         description="Threads reading windows ahead of scoring; null = half of detect.model.threads or the cores, max 4.")
 
 
+class BandsConfig(_Strict):
+    before: list[int] | None = Field(
+        None, min_length=3, description="Band numbers of red, green, blue (and NIR) in the earlier tiles; "
+        "null = from the files (colour interpretation or band names), else their own order.")
+    after: list[int] | None = Field(None, min_length=3, description="The same for the later tiles.")
+
+
 class AlignConfig(_Strict):
     resampling: Literal["nearest", "bilinear", "cubic"] = "bilinear"
     coregister_max_px: float = Field(
@@ -184,6 +191,7 @@ class ReviewConfig(_Strict):
 
 
 class RunConfig(_Strict):
+    bands: BandsConfig = BandsConfig()
     window: WindowConfig = WindowConfig()
     align: AlignConfig = AlignConfig()
     masks: MaskConfig = MaskConfig()

@@ -8,6 +8,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import rasterio
@@ -16,6 +17,7 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NodataShadowWarning, RasterioIOError
 from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from satcheck.errors import TileGeoreferenceError, TileReadError
 
@@ -32,8 +34,9 @@ warnings.filterwarnings("ignore", category=NodataShadowWarning)
 class TileInfo:
     """What satcheck needs to know about a tile, without its pixels.
 
-    ``count`` and ``band_names`` are those of the image bands; an alpha band (RGBA orthophotos) is not one of
-    them: GDAL reads it as the tile's data mask. ``indexes`` are the image bands' 1-based numbers in the file.
+    ``count`` and ``band_names`` are those of the image bands, in red, green, blue (, NIR) order; an alpha band
+    (RGBA orthophotos) is not one of them: GDAL reads it as the tile's data mask. ``indexes`` are the image
+    bands' 1-based numbers in the file, in that order (GF-1/2/6 multispectral files store blue first).
     """
 
     path: Path
@@ -129,8 +132,12 @@ def _date_from_tags(tags: dict[str, str]) -> dt.date | None:
         return None
 
 
-def open_tile(path: str | os.PathLike) -> TileInfo:
-    """Describe a tile, raising a one-line error for anything unusable."""
+def open_tile(path: str | os.PathLike, order: Sequence[int] | None = None) -> TileInfo:
+    """Describe a tile, raising a one-line error for anything unusable.
+
+    ``order``: the file's band numbers for red, green, blue (and NIR); None reads it from the file
+    (:func:`image_bands`).
+    """
     p = Path(path)
     if not p.exists():
         raise TileReadError(f"{p}: file not found; check the path")
@@ -138,7 +145,7 @@ def open_tile(path: str | os.PathLike) -> TileInfo:
         raise TileReadError(f"{p}: is a folder; pass a GeoTIFF file")
     try:
         with rasterio.open(p) as src:
-            image = image_bands(src)
+            image = image_bands(src, order, p)
             info = TileInfo(
                 path=p,
                 crs=src.crs,
@@ -161,9 +168,52 @@ def open_tile(path: str | os.PathLike) -> TileInfo:
     return info
 
 
-def image_bands(src) -> list[int]:
-    """1-based numbers of an open dataset's image bands: all but an alpha band."""
-    return [i for i, ci in enumerate(src.colorinterp, 1) if ci != ColorInterp.alpha] or [1]
+_ROLE_NAMES = {
+    "red": {"red", "r", "红", "红波段"}, "green": {"green", "g", "绿", "绿波段"}, "blue": {"blue", "b", "蓝", "蓝波段"},
+    "nir": {"nir", "near infrared", "near-infrared", "nir1", "近红外", "近红外波段"},
+}
+_ROLE_COLORS = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue"}
+
+
+def image_bands(src, order: Sequence[int] | None = None, path: Path | None = None) -> list[int]:
+    """1-based numbers of an open dataset's image bands in red, green, blue (, NIR, others) order.
+
+    ``order`` given: those bands (checked against the file). Else the bands the file calls red, green and blue
+    (colour interpretation, or band descriptions such as "red" or "NIR"), then NIR, then the rest; a file that
+    names none is taken in its own order. An alpha band is never an image band.
+    """
+    if order:
+        bad = [b for b in order if not 1 <= b <= src.count]
+        if bad or len(set(order)) != len(order):
+            raise TileReadError(
+                f"{path or src.name}: bands.order {list(order)} does not fit its {src.count} bands; list each band "
+                "number once, red, green, blue (and NIR) first, e.g. [3, 2, 1, 4] for blue-green-red-NIR files")
+        return list(order)
+    image = [i for i, ci in enumerate(src.colorinterp, 1) if ci != ColorInterp.alpha or not _looks_like_alpha(src, i)]
+    image = image or [1]
+    roles: dict[str, int] = {}
+    for i in image:
+        name = (src.descriptions[i - 1] or "").strip().lower()
+        role = _ROLE_COLORS.get(src.colorinterp[i - 1]) or next((r for r, n in _ROLE_NAMES.items() if name in n), None)
+        if role and role not in roles:
+            roles[role] = i
+    if not all(r in roles for r in ("red", "green", "blue")):
+        return image
+    first = [roles[r] for r in ("red", "green", "blue", "nir") if r in roles]
+    return first + [i for i in image if i not in first]
+
+
+def _looks_like_alpha(src, band: int) -> bool:
+    """Whether a band flagged alpha holds only "transparent" and "opaque" in the middle of the tile.
+
+    GDAL writes a 4-band 8-bit GeoTIFF as RGBA unless told otherwise, so many R, G, B, NIR files call their NIR
+    band alpha; a real alpha band is 0 or the type's maximum, a NIR band is not.
+    """
+    side = min(256, src.width, src.height)
+    win = Window((src.width - side) // 2, (src.height - side) // 2, side, side)
+    values = np.unique(src.read(band, window=win))
+    top = np.iinfo(src.dtypes[band - 1]).max if np.dtype(src.dtypes[band - 1]).kind in "ui" else 1
+    return bool(np.isin(values, (0, top)).all())
 
 
 def find_tiles(path: str | os.PathLike) -> list[Path]:

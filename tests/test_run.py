@@ -142,3 +142,16 @@ def test_rgba_orthophotos_run_as_rgb_with_the_alpha_as_mask(tmp_path):
     with rasterio.open(tmp_path / "out" / "probability" / "T_20261001.tif") as src:
         prob = src.read(1)
     assert (prob[:, :20] == 255).all() and (prob[:, 20:] != 255).all()  # the transparent margin is nodata
+
+
+def test_nir_band_that_gdal_calls_alpha_stays_a_band(tmp_path):
+    """GDAL writes 4-band 8-bit GeoTIFFs as RGBA by default: a band with real values is NIR, not a mask."""
+    b, a, _ = square_pair(tmp_path)
+    with rasterio.open(a) as src:
+        data, profile = src.read(), src.profile
+    profile.pop("photometric", None)
+    with rasterio.open(a, "w", **profile) as dst:
+        dst.write(data)
+    with rasterio.open(a) as src:
+        assert src.colorinterp[3] == rasterio.enums.ColorInterp.alpha
+    assert json.loads(_run("inspect", a, "--json").output)["bands"] == 4

@@ -119,3 +119,60 @@ def test_vector_crs_of_a_projected_tile_is_its_own():
     tile = TileInfo(Path("t.tif"), CRS.from_epsg(4548), from_origin(500000, 3000000, 2, 2), 10, 10, 3, "uint8", None,
                     None, ())
     assert tile.vector_crs == tile.crs and tile.pixel_m == 2 and tile.pixel_area_m2 == 4
+
+
+def _four_band(path, descriptions=None):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from tests.generate import ORIGIN
+
+    write(path, textured(3, (32, 32)), from_origin(*ORIGIN, 1, 1))
+    with rasterio.open(path, "r+") as dst:
+        if descriptions:
+            for i, d in enumerate(descriptions, 1):
+                dst.set_band_description(i, d)
+    return path
+
+
+@pytest.mark.parametrize("names, order, expected", [
+    (None, None, (1, 2, 3, 4)),                                       # nothing said: the file's order
+    (("Blue", "Green", "Red", "NIR"), None, (3, 2, 1, 4)),             # named bands
+    (("nir", "red", "green", "blue"), None, (2, 3, 4, 1)),
+    (None, [3, 2, 1, 4], (3, 2, 1, 4)),                               # bands.before/after: GF-1/2/6 BGRN
+    (("red", "green", "blue", "nir"), [3, 2, 1], (3, 2, 1)),          # the config wins; NIR left out
+])
+def test_band_order(tmp_path, names, order, expected):
+    tile = open_tile(_four_band(tmp_path / "t_20261001.tif", names), order)
+    assert tile.indexes == expected and tile.count == len(expected)
+
+
+def test_band_order_that_does_not_fit_is_a_clear_error(tmp_path):
+    path = _four_band(tmp_path / "t_20261001.tif")
+    with pytest.raises(TileReadError, match=r"t_20261001.tif: bands.order \[3, 2, 5\] does not fit its 4 bands"):
+        open_tile(path, [3, 2, 5])
+
+
+def test_band_order_from_the_config_reaches_the_model_input(tmp_path):
+    """A blue-green-red-NIR pair with bands.before/after [3, 2, 1, 4] reads as the same pair stored in RGBN."""
+    import rasterio
+
+    from satcheck.align import PairReader, pair_tiles
+
+    b, a, _ = square_pair(tmp_path / "rgbn")
+    swapped = []
+    for path in (b, a):
+        with rasterio.open(path) as src:
+            data, profile = src.read(), src.profile
+        out = tmp_path / "bgrn" / path.parent.name / path.name
+        out.parent.mkdir(parents=True)
+        with rasterio.open(out, "w", **profile, photometric="minisblack") as dst:  # 4 bytes would default to RGBA
+            dst.write(data[[2, 1, 0, 3]])
+        swapped.append(out)
+    cfg = RunConfig().with_overrides(**{"bands.before": [3, 2, 1, 4], "bands.after": [3, 2, 1, 4]})
+    reads = []
+    for (pb, pa), c in (((b, a), RunConfig()), (tuple(swapped), cfg)):
+        pair = pair_tiles([open_tile(pb, c.bands.before)], [open_tile(pa, c.bands.after)])[0]
+        with PairReader(pair, c) as r:
+            reads.append(r.read(pair.window))
+    assert np.array_equal(reads[0].after, reads[1].after) and np.array_equal(reads[0].before, reads[1].before)

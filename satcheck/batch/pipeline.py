@@ -107,8 +107,8 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     """Detect change between two dates of tiles and write the results under ``out``."""
     t0 = time.perf_counter()
     out = Path(out)
-    befores = [open_tile(p) for p in find_tiles(before)]
-    afters = [open_tile(p) for p in find_tiles(after)]
+    befores = [open_tile(p, config.bands.before) for p in find_tiles(before)]
+    afters = [open_tile(p, config.bands.after) for p in find_tiles(after)]
     pairs = pair_tiles(befores, afters)
     make_outdir(out)
     detector = get_detector(config.detect, pairs[0].after.count)

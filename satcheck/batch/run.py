@@ -113,7 +113,8 @@ def run_tile(task: TileTask) -> dict:
         cfg = RunConfig.model_validate_json(task.config_json)
         if cfg.detect.model.threads is None:
             cfg = cfg.with_overrides(**{"detect.model.threads": _dask_worker_threads()})
-        pair = Pair(open_tile(task.after), tuple(open_tile(b) for b in task.befores), Window(*task.window))
+        pair = Pair(open_tile(task.after, cfg.bands.after), tuple(open_tile(b, cfg.bands.before) for b in task.befores),
+                    Window(*task.window))
         key = f"{task.config_json}|{pair.after.count}"
         if key not in _DETECTORS:  # building the model (and its ONNX session) once per process
             _DETECTORS[key] = get_detector(cfg.detect, pair.after.count)
@@ -179,11 +180,11 @@ def _remove_temporaries(folders: list[Path], prefix: str) -> None:
                     f.unlink(missing_ok=True)
 
 
-def _open_all(paths: list[Path], failed: dict[str, str], log: JsonLog) -> list[TileInfo]:
+def _open_all(paths: list[Path], order: list[int] | None, failed: dict[str, str], log: JsonLog) -> list[TileInfo]:
     out = []
     for p in paths:
         try:
-            out.append(open_tile(p))
+            out.append(open_tile(p, order))
         except SatcheckError as exc:
             failed[p.stem] = str(exc)
             log("tile_failed", tile=p.stem, error=str(exc))
@@ -207,8 +208,8 @@ def run_batch(manifest_path: str | Path, workers: int | None = None, scheduler: 
 def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler: str | None, force: bool,
          progress: Progress | None, log: JsonLog, t0: float) -> BatchResult:
     failed: dict[str, str] = {}
-    befores = _open_all(resolve_tiles(m.before), failed, log)
-    afters = _open_all(resolve_tiles(m.after), failed, log)
+    befores = _open_all(resolve_tiles(m.before), cfg.bands.before, failed, log)
+    afters = _open_all(resolve_tiles(m.after), cfg.bands.after, failed, log)
     pairs = pair_tiles(befores, afters)
     n_workers = 1 if scheduler else max(1, workers or os.cpu_count() or 1)
     if cfg.detect.model.threads is None and not scheduler:

@@ -37,7 +37,7 @@ def read_rgb(tiles: list[TileInfo], crs, transform, width: int, height: int) -> 
             src = stack.enter_context(rasterio.open(t.path))
             vrt = stack.enter_context(WarpedVRT(src, crs=crs, transform=transform, width=width, height=height,
                                                 resampling=Resampling.bilinear))
-            bands = [1, 2, 3] if src.count >= 3 else [1, 1, 1]
+            bands = t.band_indexes[:3] if t.count >= 3 else t.band_indexes[:1] * 3
             data = vrt.read(bands).astype(np.float32)
             m = (vrt.read_masks(1) > 0) & ~ok
             if not m.any():
