@@ -2,11 +2,11 @@
 
 Two dates placed by their georeference alone are often a few pixels apart
 (other sensor, other orthorectification DEM).  Every edge then shows up as
-a thin band of change.  The shift is measured by phase correlation of the
-edge images of a few chips spread over the pair, which is insensitive to
-the brightness and colour differences between dates; a shift is trusted
-only when most chips agree on it, because real change, water or a
-featureless chip give scattered answers.
+a thin band of change.  The shift is measured by cross-correlating the edge
+images of a few chips spread over the pair, which is insensitive to the
+brightness and colour differences between dates; a shift is trusted only
+when most chips agree on it, because real change, water or a featureless
+chip give scattered answers.
 """
 
 from __future__ import annotations
@@ -124,14 +124,16 @@ def chip_shift(before: np.ndarray, after: np.ndarray, valid: np.ndarray, max_px:
     i, j = np.unravel_index(int(np.argmax(near)), near.shape)
     if i in (0, 2 * m) or j in (0, 2 * m):
         return None  # at the edge of the search: no peak inside it
-    def vertex(lo: float, mid: float, hi: float) -> float:
-        d = lo - 2 * mid + hi
-        return 0.0 if d >= 0 else 0.5 * (lo - hi) / d
-
-    k_r = i - m + vertex(near[i - 1, j], near[i, j], near[i + 1, j])
-    k_c = j - m + vertex(near[i, j - 1], near[i, j], near[i, j + 1])
+    k_r = i - m + _vertex(near[i - 1, j], near[i, j], near[i + 1, j])
+    k_c = j - m + _vertex(near[i, j - 1], near[i, j], near[i, j + 1])
     # after[x + k] = before[x]: the later date's pixel r is the earlier date's r - k.
     return -float(k_r), -float(k_c)
+
+
+def _vertex(lo: float, mid: float, hi: float) -> float:
+    """Offset from the middle sample of the top of a parabola through three samples one apart."""
+    d = lo - 2 * mid + hi
+    return 0.0 if d >= 0 else 0.5 * (lo - hi) / d
 
 
 def estimate_shift(chips: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], max_px: float) -> Shift:

@@ -186,8 +186,9 @@ def image_bands(src, order: Sequence[int] | None = None, path: Path | None = Non
         bad = [b for b in order if not 1 <= b <= src.count]
         if bad or len(set(order)) != len(order):
             raise TileReadError(
-                f"{path or src.name}: bands.order {list(order)} does not fit its {src.count} bands; list each band "
-                "number once, red, green, blue (and NIR) first, e.g. [3, 2, 1, 4] for blue-green-red-NIR files")
+                f"{path or src.name}: band order {list(order)} does not fit its {src.count} bands; set bands.before / "
+                "bands.after to each band number once, red, green, blue (and NIR), e.g. [3, 2, 1, 4] for "
+                "blue-green-red-NIR files")
         return list(order)
     image = [i for i, ci in enumerate(src.colorinterp, 1) if ci != ColorInterp.alpha or not _looks_like_alpha(src, i)]
     image = image or [1]

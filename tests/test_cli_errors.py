@@ -60,6 +60,14 @@ def test_swapped_dates(tmp_path):
     assert not (tmp_path / "out" / "changes.gpkg").exists()
 
 
+def test_band_order_that_does_not_fit(tmp_path):
+    b, a, _ = square_pair(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("bands:\n  after: [3, 2, 5]\n")
+    r = _run("run", b, a, "--out", tmp_path / "out", "--config", cfg)
+    _one_line_error(r, "T_20261001.tif", "[3, 2, 5]", "bands.after")
+
+
 def test_band_mismatch(tmp_path):
     from rasterio.transform import from_origin
 

@@ -149,7 +149,7 @@ def test_band_order(tmp_path, names, order, expected):
 
 def test_band_order_that_does_not_fit_is_a_clear_error(tmp_path):
     path = _four_band(tmp_path / "t_20261001.tif")
-    with pytest.raises(TileReadError, match=r"t_20261001.tif: bands.order \[3, 2, 5\] does not fit its 4 bands"):
+    with pytest.raises(TileReadError, match=r"t_20261001.tif: band order \[3, 2, 5\] does not fit its 4 bands; set bands"):
         open_tile(path, [3, 2, 5])
 
 
