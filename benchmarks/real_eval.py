@@ -89,6 +89,8 @@ def main() -> None:
                     help="align.coregister_max_px (default: the config's; 0 = no co-registration)")
     ap.add_argument("--shift", type=int, default=0,
                     help="move the earlier date of every pair by this many pixels down and right (misregistration)")
+    ap.add_argument("--blue-first", action="store_true",
+                    help="feed every pair as blue, green, red (, NIR): a GF-style file read without bands.before/after")
     ap.add_argument("--oscd-trained", action="store_true",
                     help="also score the four OSCD cities the weights were trained on (not held out)")
     ap.add_argument("--json", action="store_true")
@@ -110,6 +112,9 @@ def main() -> None:
         if a.shift:
             pairs = [LabelledPair(p.name, np.roll(p.before, (a.shift, a.shift), (1, 2)), p.after, p.label,
                                   p.change_class, p.px_m) for p in pairs]
+        if a.blue_first:
+            o = [2, 1, 0, *range(3, pairs[0].after.shape[0])]
+            pairs = [LabelledPair(p.name, p.before[o], p.after[o], p.label, p.change_class, p.px_m) for p in pairs]
         row = {"dataset": label, "images": len(pairs)}
         for det_name in ("model", "cva"):
             cfg = RunConfig().with_overrides(**{"detect.detector": det_name, "detect.model.weights": a.model,
