@@ -60,6 +60,7 @@ def test_misregistered_tile_is_corrected_in_a_run(tmp_path, before_res, east_m, 
     assert r.exit_code == 0, r.output
     shift = json.loads((tmp_path / "out" / "run.json").read_text())["tiles"][0]["shift_px"]
     assert shift["agreed"]
+    assert json.loads(r.output)["coregistered"]["pairs"] == 1
     assert shift["rows"] == pytest.approx(rows, abs=0.5) and shift["cols"] == pytest.approx(cols, abs=0.5)
     changes = gpd.read_file(tmp_path / "out" / "changes.gpkg")
     assert len(changes) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +37,10 @@ class RunResult:
     outputs: dict[str, str] = field(default_factory=dict)
     patches: gpd.GeoDataFrame | None = None
     rule_problems: list[str] = field(default_factory=list)
+    shifts: dict[str, dict] = field(default_factory=dict)  # per pair: Shift.as_dict()
 
     def summary(self) -> dict[str, object]:
+        moved = [math.hypot(s["rows"], s["cols"]) for s in self.shifts.values() if s.get("agreed")]
         by_type = self.changes.groupby("change_type")["area_m2"].agg(["count", "sum"]) if len(self.changes) else None
         px_area = self.pairs[0].after.pixel_area_m2 if self.pairs else 0
         return {
@@ -53,6 +56,7 @@ class RunResult:
             "change_area_m2": round(float(self.changes["area_m2"].sum()), 1) if len(self.changes) else 0.0,
             "seconds": round(self.seconds, 2),
             "mpx_per_s": round(self.pixels / 1e6 / max(self.seconds, 1e-9), 3),
+            "coregistered": {"pairs": len(moved), "largest_shift_px": round(max(moved), 2) if moved else 0.0},
             "outputs": self.outputs,
         } | ({"patches": patch_summary(self.patches), "rule_problems": self.rule_problems}
              if self.patches is not None else {})
@@ -91,7 +95,7 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
         tmp.write_text(dump_config(config), encoding="utf-8")
     outputs["config"] = str(config_path)
     result = RunResult(out, changes, pairs, detector_name, time.perf_counter() - t0, pixels,
-                       masked / max(pixels, 1), outputs, patches, problems)
+                       masked / max(pixels, 1), outputs, patches, problems, shifts or {})
     summary_path = out / "run.json"
     outputs["summary"] = str(summary_path)
     with atomic_path(summary_path) as tmp:
