@@ -154,7 +154,9 @@ def estimate_shift(chips: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], m
 
 
 def shift_array(img: np.ndarray, shift: Shift) -> np.ndarray:
-    """An earlier date (bands, h, w) moved onto the later date's pixels (bilinear; edges repeated)."""
-    if shift.magnitude == 0:
+    """An earlier date (bands, h, w) moved onto the later date's pixels by whole pixels (edges repeated), as a
+    run moves an earlier tile on the same grid: no resampling."""
+    rows, cols = shift.rounded()
+    if rows == cols == 0:
         return img
-    return ndimage.shift(img, (0, -shift.rows, -shift.cols), order=1, mode="nearest").astype(img.dtype, copy=False)
+    return ndimage.shift(img, (0, -rows, -cols), order=0, mode="nearest")
