@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from satcheck.cli import app
@@ -34,3 +35,25 @@ def test_oscd_geotiffs_in_epsg4326_on_different_grids(shared_data, tmp_path):
     r = runner.invoke(app, ["run", str(before), str(after), "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["pairs"] == 1
+
+
+@pytest.mark.parametrize("years", [(0, 1), (3, 4), (7, 8)])
+def test_coregistration_finds_a_shift_between_real_farmland_years(shared_data, years):
+    """Two NAIP years (crops changed, real sub-pixel offsets): a planted shift of (3, -2) px is measured on top of
+    what the pair has already, within a tenth of a pixel."""
+    import numpy as np
+    import rasterio
+
+    from satcheck.coregister import measure_arrays
+
+    series = sorted((shared_data / "naip_series").glob("*.tif"))
+    imgs = []
+    for i in years:
+        with rasterio.open(series[i]) as src:
+            imgs.append(src.read()[:, :720, :930].astype(np.float32) / 255)
+    before, after = imgs
+    ok = (before[:3].sum(0) > 0) & (after[:3].sum(0) > 0)
+    base = measure_arrays(before, after, ok, 8)
+    moved = measure_arrays(np.roll(before, (3, -2), (1, 2)), after, ok, 8)
+    assert base.agreed and moved.agreed
+    assert moved.rows - base.rows == pytest.approx(3, abs=0.1) and moved.cols - base.cols == pytest.approx(-2, abs=0.1)
