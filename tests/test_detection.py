@@ -106,3 +106,30 @@ def test_coarse_imagery_is_enlarged_for_the_model(px_m, enlarge_by, seen):
     assert scores.probability.shape == (100, 64)
     assert np.allclose(scores.probability[10:], 0.9) and not scores.probability[:10].any()
     assert ("enlarged 1.5x" in det.name) == (seen != (100, 64))
+
+
+def test_masked_pixels_do_not_spread_change_into_clear_ones(nuisance_scene):
+    """A cloud on the later date, masked without a margin: the network sees the same pixels on both dates under
+    the mask, so nothing beside it scores as change (without that, pixels up to 15 px away scored up to 1.0)."""
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+
+    from satcheck.align import PairWindow
+    from satcheck.config import ModelConfig
+    from satcheck.detect.learned import ModelDetector
+    from satcheck.radiometry import normalise_pair
+
+    with rasterio.open(next((nuisance_scene / "before").glob("*.tif"))) as src:
+        img = src.read().astype(np.float32) / 255
+    h, w = img.shape[1:]
+    yy, xx = np.mgrid[:h, :w]
+    r2 = (yy - h / 2) ** 2 + (xx - w / 2) ** 2
+    cloud, ring = r2 < 60 ** 2, (r2 >= 60 ** 2) & (r2 < 75 ** 2)
+    before, after = normalise_pair(img, img, ~cloud, "meanstd")
+    after = after.copy()
+    after[:, cloud] = 2.5  # brighter than anything on the ground after the stretch
+    det = ModelDetector(ModelConfig(), "cpu", 4)
+    det.prepare(None, 1.0)
+    prob = det.score(PairWindow(Window(0, 0, w, h), before, after, ~cloud, cloud)).probability
+    assert prob[ring].max() < 0.5 and not prob[cloud].any()

@@ -74,6 +74,10 @@ class ModelDetector:
 
     def score(self, pw: PairWindow) -> ChangeScores:
         before, after = to_input(pw.before), to_input(pw.after)
+        if not pw.valid.all():
+            # Where either date has no data (or cloud), both dates show the same pixels: otherwise the edge of a
+            # nodata collar or of a cloud reads as change, and the network's response spreads into valid pixels.
+            before[:, ~pw.valid] = after[:, ~pw.valid]
         if self.zoom == 1.0:
             prob, exc = self.predictor.predict(before, after)
         else:
