@@ -248,6 +248,7 @@ def inspect_tile(path: str | os.PathLike, sample_px: int = 1024) -> dict[str, ob
         "height": info.height,
         "bands": info.count,
         "band_names": list(info.band_names),
+        "band_order": info.band_indexes,  # the file's band numbers read as red, green, blue (, NIR, ...)
         "dtype": info.dtype,
         "nodata": info.nodata,
         "nodata_share": round(float(np.mean(mask == 0)), 4),

@@ -145,6 +145,8 @@ def _four_band(path, descriptions=None):
 def test_band_order(tmp_path, names, order, expected):
     tile = open_tile(_four_band(tmp_path / "t_20261001.tif", names), order)
     assert tile.indexes == expected and tile.count == len(expected)
+    if order is None:
+        assert inspect_tile(tile.path)["band_order"] == list(expected)
 
 
 def test_band_order_that_does_not_fit_is_a_clear_error(tmp_path):
