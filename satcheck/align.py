@@ -71,7 +71,6 @@ def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[
     """Pair each later tile with the earlier tiles whose footprints overlap it."""
     pairs = []
     for a in afters:
-        full = Window(0, 0, a.width, a.height)
         covered: list[TileInfo] = []
         win = None
         for b in befores:
@@ -79,12 +78,7 @@ def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[
                 raise BandMismatchError(
                     f"{b.path}: has {b.count} bands but {a.path} has {a.count}; "
                     "both dates need the same bands in the same order")
-            left, bottom, right, top = transform_bounds(b.crs, a.crs, *b.bounds, densify_pts=21)
-            w = from_bounds(left, bottom, right, top, transform=a.transform)
-            if not _overlaps(w, a.width, a.height):
-                continue  # apart, or sharing only an edge
-            w = w.round_offsets(op="floor").round_lengths(op="ceil") if hasattr(w, "round_offsets") else w
-            part = intersect(Window(int(w.col_off), int(w.row_off), int(w.width) + 1, int(w.height) + 1), full)
+            part = footprint(b, a)
             if part is None:
                 continue
             covered.append(b)
@@ -97,6 +91,17 @@ def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[
             f"{befores[0].path.parent if befores else '?'} and {afters[0].path.parent if afters else '?'}: "
             "no earlier tile overlaps any later tile; check that both dates show the same place")
     return pairs
+
+
+def footprint(b: TileInfo, a: TileInfo) -> Window | None:
+    """The part of ``a``'s grid that tile ``b`` covers (None: apart, or sharing only an edge)."""
+    left, bottom, right, top = transform_bounds(b.crs, a.crs, *b.bounds, densify_pts=21)
+    w = from_bounds(left, bottom, right, top, transform=a.transform)
+    if not _overlaps(w, a.width, a.height):
+        return None
+    w = w.round_offsets(op="floor").round_lengths(op="ceil") if hasattr(w, "round_offsets") else w
+    return intersect(Window(int(w.col_off), int(w.row_off), int(w.width) + 1, int(w.height) + 1),
+                     Window(0, 0, a.width, a.height))
 
 
 def _check_date_order(befores: Sequence[TileInfo], after: TileInfo) -> None:
@@ -174,9 +179,9 @@ class PairReader(contextlib.AbstractContextManager):
         self.px_m = pair.after.pixel_m
         self._before_dtype = np.result_type(*(b.dtype for b in pair.befores)).name
         try:
-            self.shift = self._measure_shift()
+            self.shifts = self._measure_shifts()
             for _ in range(max(1, readers)):
-                self._idle.put(self._open(self.shift))
+                self._idle.put(self._open(self.shifts))
             self._prepare()
         except BaseException:
             self._stack.close()
@@ -191,16 +196,16 @@ class PairReader(contextlib.AbstractContextManager):
         finally:
             self._idle.put(handles)
 
-    def _open(self, shift: Shift, keep: bool = True) -> tuple:
-        """A set of handles with the earlier tiles moved by ``shift``; closed with the reader if ``keep``,
-        else by the caller (the handles' ExitStack comes last in the tuple)."""
+    def _open(self, shifts: Sequence[Shift] | None = None, keep: bool = True) -> tuple:
+        """A set of handles, each earlier tile moved by its shift (none: as georeferenced); closed with the reader
+        if ``keep``, else by the caller (the handles' ExitStack comes last in the tuple)."""
         a = self.pair.after
         stack = contextlib.ExitStack()
-        rows, cols = shift.rounded()
         try:
             after = stack.enter_context(rasterio.open(a.path))
             befores = []
-            for b in self.pair.befores:
+            for b, shift in zip(self.pair.befores, shifts or [NO_SHIFT] * len(self.pair.befores)):
+                rows, cols = shift.rounded()
                 src = stack.enter_context(rasterio.open(b.path))
                 offset = grid_offset(b, a)
                 if offset is not None:
@@ -222,24 +227,30 @@ class PairReader(contextlib.AbstractContextManager):
         self._stack.enter_context(stack)
         return after, befores
 
-    def _measure_shift(self) -> Shift:
-        """The misregistration of the earlier date, measured on chips spread over the pair."""
-        max_px = self.config.align.coregister_max_px
-        windows = measuring_chips(self.pair.window)
-        if max_px <= 0 or not windows:
-            return NO_SHIFT
-        after, befores, stack = self._open(NO_SHIFT, keep=False)
+    def _measure_shifts(self) -> tuple[Shift, ...]:
+        """The misregistration of each earlier tile, measured on chips spread over the part of the pair it covers
+        (earlier tiles from different scenes are each off by their own amount)."""
+        a, max_px = self.pair.after, self.config.align.coregister_max_px
+        if max_px <= 0:
+            return (NO_SHIFT,) * len(self.pair.befores)
+        after, befores, stack = self._open(keep=False)
+        shifts = []
         with stack:
-            chips = []
-            for w in windows:
-                before, aft, b_ok, a_ok = self._read_dn(w, handles=(after, befores))
-                chips.append((before, aft, b_ok & a_ok))
-        return estimate_shift(chips, max_px)
+            for b, src in zip(self.pair.befores, befores):
+                part = footprint(b, a)
+                part = intersect(part, self.pair.window) if part is not None else None
+                chips = []
+                for w in measuring_chips(part) if part is not None else []:
+                    aft, a_ok = _read_source(after, w, None, a.band_indexes)
+                    before, b_ok = _read_source(src, w, None, b.band_indexes)
+                    chips.append((before, aft, a_ok & b_ok))
+                shifts.append(estimate_shift(chips, max_px) if chips else NO_SHIFT)
+        return tuple(shifts)
 
     # ----------------------------------------------------------------- statistics
-    def _read_dn(self, window: Window, out_shape: tuple[int, int] | None = None, handles: tuple | None = None):
+    def _read_dn(self, window: Window, out_shape: tuple[int, int] | None = None):
         """Stored values of both dates over ``window`` and where each date has data."""
-        with (contextlib.nullcontext(handles) if handles else self._sources()) as (after_src, before_srcs):
+        with self._sources() as (after_src, before_srcs):
             after, a_ok = _read_source(after_src, window, out_shape, self.pair.after.band_indexes)
             before, b_ok = None, None
             for src, tile in zip(before_srcs, self.pair.befores):

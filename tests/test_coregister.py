@@ -58,8 +58,8 @@ def test_misregistered_tile_is_corrected_in_a_run(tmp_path, before_res, east_m, 
     misregister(b, east_m, north_m)
     r = runner.invoke(app, ["run", str(b), str(a), "--out", str(tmp_path / "out"), "--detector", "cva", "--json"])
     assert r.exit_code == 0, r.output
-    shift = json.loads((tmp_path / "out" / "run.json").read_text())["tiles"][0]["shift_px"]
-    assert shift["agreed"]
+    [shift] = json.loads((tmp_path / "out" / "run.json").read_text())["tiles"][0]["shift_px"]
+    assert shift["agreed"] and shift["tile"] == b.name
     assert json.loads(r.output)["coregistered"]["pairs"] == 1
     assert shift["rows"] == pytest.approx(rows, abs=0.5) and shift["cols"] == pytest.approx(cols, abs=0.5)
     changes = gpd.read_file(tmp_path / "out" / "changes.gpkg")
@@ -74,5 +74,33 @@ def test_coregistration_can_be_turned_off(tmp_path):
     cfg.write_text("align:\n  coregister_max_px: 0\n")
     r = runner.invoke(app, ["run", str(b), str(a), "--out", str(tmp_path / "out"), "--detector", "cva", "-c", str(cfg)])
     assert r.exit_code == 0, r.output
-    shift = json.loads((tmp_path / "out" / "run.json").read_text())["tiles"][0]["shift_px"]
+    [shift] = json.loads((tmp_path / "out" / "run.json").read_text())["tiles"][0]["shift_px"]
     assert not shift["agreed"] and shift["chips"] == 0
+
+
+def test_earlier_tiles_off_by_different_amounts_are_each_corrected(tmp_path):
+    """The earlier date in two strips from different scenes, each misregistered its own way: each is measured
+    and moved, and the square planted across their seam comes back whole, alone and in place."""
+    import rasterio
+    from rasterio.windows import Window as W
+
+    b, a, bounds = square_pair(tmp_path, size=768, square=(344, 344, 80))
+    with rasterio.open(b) as src:
+        data, profile, t = src.read(), src.profile, src.transform
+    b.unlink()
+    for name, cols, east_m in (("S_20260901_left.tif", (0, 384), 3.0), ("S_20260901_right.tif", (384, 768), -2.0)):
+        part = rasterio.windows.transform(W(cols[0], 0, cols[1] - cols[0], 768), t)
+        profile.update(width=cols[1] - cols[0], transform=part, photometric="minisblack")  # not RGBA
+        with rasterio.open(b.parent / name, "w", **profile) as dst:
+            dst.write(data[:, :, cols[0]:cols[1]])
+        misregister(b.parent / name, east_m, 0.0)
+    r = runner.invoke(app, ["run", str(b.parent), str(a), "--out", str(tmp_path / "out"), "--detector", "cva"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "out" / "run.json").read_text())["tiles"][0]["shift_px"]
+    by_tile = {s["tile"]: s for s in report}
+    assert by_tile["S_20260901_left.tif"]["agreed"] and by_tile["S_20260901_right.tif"]["agreed"]
+    assert by_tile["S_20260901_left.tif"]["cols"] == pytest.approx(3, abs=0.5)
+    assert by_tile["S_20260901_right.tif"]["cols"] == pytest.approx(-2, abs=0.5)
+    changes = gpd.read_file(tmp_path / "out" / "changes.gpkg")
+    assert len(changes) == 1
+    assert changes.geometry.iloc[0].hausdorff_distance(box(*bounds)) <= 2.0

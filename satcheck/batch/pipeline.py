@@ -37,10 +37,11 @@ class RunResult:
     outputs: dict[str, str] = field(default_factory=dict)
     patches: gpd.GeoDataFrame | None = None
     rule_problems: list[str] = field(default_factory=list)
-    shifts: dict[str, dict] = field(default_factory=dict)  # per pair: Shift.as_dict()
+    shifts: dict[str, list[dict]] = field(default_factory=dict)  # per pair: TileResult.shift_report
 
     def summary(self) -> dict[str, object]:
-        moved = [math.hypot(s["rows"], s["cols"]) for s in self.shifts.values() if s.get("agreed")]
+        moved = [max(math.hypot(s["rows"], s["cols"]) for s in report if s.get("agreed"))
+                 for report in self.shifts.values() if any(s.get("agreed") for s in report)]
         by_type = self.changes.groupby("change_type")["area_m2"].agg(["count", "sum"]) if len(self.changes) else None
         px_area = self.pairs[0].after.pixel_area_m2 if self.pairs else 0
         return {
@@ -71,10 +72,11 @@ def make_outdir(out: Path) -> None:
 
 def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig, rules: str | Path | None,
            detector_name: str, t0: float, masked: int, extra: dict | None = None,
-           shifts: dict[str, dict] | None = None) -> RunResult:
+           shifts: dict[str, list[dict]] | None = None) -> RunResult:
     """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary.
 
-    ``shifts``: per pair name, the misregistration measured between its dates (:meth:`Shift.as_dict`).
+    ``shifts``: per pair name, the misregistration measured for each of its earlier tiles
+    (:meth:`TileResult.shift_report`).
     """
     crs = pairs[0].after.vector_crs
     pixels = sum(p.pixels for p in pairs)
@@ -118,7 +120,7 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     detector = get_detector(config.detect, pairs[0].after.count)
     crs = pairs[0].after.vector_crs  # metres, also for tiles in degrees
     pieces: list[Piece] = []
-    shifts: dict[str, dict] = {}
+    shifts: dict[str, list[dict]] = {}
     masked = done = 0
     total = sum(p.pixels for p in pairs)
     for pair in pairs:
@@ -129,7 +131,7 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
         r = detect_pair(pair, detector, config, out / "probability" / f"{pair.name}.tif", tick)
         done += pair.pixels
         masked += r.masked
-        shifts[pair.name] = r.shift.as_dict()
+        shifts[pair.name] = r.shift_report(pair)
         pieces.extend(reproject_pieces(r.pieces, pair.after.crs, crs))
     return finish(pieces, pairs, out, config, rules, detector.name, t0, masked,
                   {"before": str(before), "after": str(after)}, shifts)

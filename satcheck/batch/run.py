@@ -127,7 +127,7 @@ def run_tile(task: TileTask) -> dict:
         write_pieces(r.pieces, pair.after.crs, d / "pieces.gpkg")
         info = {"name": task.name, "fingerprint": task.fingerprint, "pixels": r.pixels, "masked": r.masked,
                 "pieces": len(r.pieces), "seconds": round(time.perf_counter() - t0, 3), "detector": det.name,
-                "crs": pair.after.crs.to_string(), "shift_px": r.shift.as_dict()}
+                "crs": pair.after.crs.to_string(), "shift_px": r.shift_report(pair)}
         with atomic_path(d / "done.json") as tmp:
             tmp.write_text(json.dumps(info))
         (d / "failed.json").unlink(missing_ok=True)
@@ -256,7 +256,7 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
         d = tile_dir(out, p.name)
         info = json.loads((d / "done.json").read_text())
         masked += info["masked"]
-        if "shift_px" in info:
+        if isinstance(info.get("shift_px"), list):  # tiles done before shifts were measured have none
             shifts[p.name] = info["shift_px"]
         pieces.extend(read_pieces(d / "pieces.gpkg", crs))  # in the tile's CRS on disk, read into crs
     detector = json.loads((tile_dir(out, ok_pairs[0].name) / "done.json").read_text()).get("detector", "")

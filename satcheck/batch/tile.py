@@ -18,7 +18,7 @@ import rasterio.shutil
 from satcheck.align import Pair, PairReader
 from satcheck.atomic import atomic_path
 from satcheck.config import RunConfig
-from satcheck.coregister import NO_SHIFT, Shift
+from satcheck.coregister import Shift
 from satcheck.detect.cleanup import clean_mask
 from satcheck.detect.polygons import Piece, window_pieces
 from satcheck.windows import window_grid, with_halo
@@ -33,7 +33,11 @@ class TileResult:
     pieces: list[Piece]
     pixels: int
     masked: int
-    shift: Shift = NO_SHIFT  # the earlier date's misregistration, measured and corrected
+    shifts: tuple[Shift, ...] = ()  # each earlier tile's misregistration, measured and corrected
+
+    def shift_report(self, pair: Pair) -> list[dict]:
+        """Per earlier tile: its name and :meth:`Shift.as_dict`, as run.json gives them."""
+        return [{"tile": b.path.name} | s.as_dict() for b, s in zip(pair.befores, self.shifts)]
 
 
 def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
@@ -60,7 +64,7 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
     try:
         readers = config.window.readers or min(4, max(1, (config.detect.model.threads or os.cpu_count() or 1) // 2))
         with PairReader(pair, config, readers) as reader, ThreadPoolExecutor(readers) as io:
-            shift = reader.shift
+            shifts = reader.shifts
             detector.prepare(reader.sample if detector.needs_sample else None, reader.px_m)
             # Reading and decoding the next windows overlaps scoring this one (GDAL releases the GIL); with a
             # fast detector (a GPU) the model no longer hides the reading, so several windows are read at once.
@@ -93,7 +97,7 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
         if dst is not None:
             dst.close()
             scratch.unlink(missing_ok=True)
-    return TileResult(pair.name, pieces, pair.pixels, n_masked, shift)
+    return TileResult(pair.name, pieces, pair.pixels, n_masked, shifts)
 
 
 def reproject_pieces(pieces: list[Piece], src, dst) -> list[Piece]:
