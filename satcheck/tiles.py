@@ -97,7 +97,8 @@ class TileInfo:
         lon, lat = (b.left + b.right) / 2, (b.bottom + b.top) / 2
         if self.crs.is_projected:
             (lon,), (lat,) = transform(self.crs, "EPSG:4326", [lon], [lat])
-        cgcs2000 = ProjCRS.from_wkt(self.crs.to_wkt()).geodetic_crs.to_epsg() == 4490
+        datum = ProjCRS.from_wkt(self.crs.to_wkt()).geodetic_crs
+        cgcs2000 = datum is not None and datum.to_epsg() == 4490
         if cgcs2000 and 73.5 <= lon < 136.5:
             return CRS.from_epsg(4534 + (round(lon / 3) * 3 - 75) // 3)
         zone = min(60, int((lon + 180) // 6) + 1)
