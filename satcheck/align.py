@@ -181,7 +181,7 @@ class PairReader(contextlib.AbstractContextManager):
         try:
             self.shifts = self._measure_shifts()
             for _ in range(max(1, readers)):
-                self._idle.put(self._open(self.shifts))
+                self._idle.put(self._open(self._stack, self.shifts))
             self._prepare()
         except BaseException:
             self._stack.close()
@@ -196,11 +196,9 @@ class PairReader(contextlib.AbstractContextManager):
         finally:
             self._idle.put(handles)
 
-    def _open(self, shifts: Sequence[Shift] | None = None, keep: bool = True) -> tuple:
-        """A set of handles, each earlier tile moved by its shift (none: as georeferenced); closed with the reader
-        if ``keep``, else by the caller (the handles' ExitStack comes last in the tuple)."""
+    def _open(self, stack: contextlib.ExitStack, shifts: Sequence[Shift] | None = None) -> tuple:
+        """A set of handles, each earlier tile moved by its shift (none: as georeferenced), closed with ``stack``."""
         a = self.pair.after
-        stack = contextlib.ExitStack()
         try:
             after = stack.enter_context(rasterio.open(a.path))
             befores = []
@@ -220,11 +218,7 @@ class PairReader(contextlib.AbstractContextManager):
                     src_nodata=b.nodata if b.nodata is not None else src.nodata,
                     nodata=0 if b.nodata is None else b.nodata)))
         except rasterio.errors.RasterioIOError as exc:
-            stack.close()
             raise TileReadError(f"{a.path}: cannot be read ({exc}); check the file") from None
-        if not keep:
-            return after, befores, stack
-        self._stack.enter_context(stack)
         return after, befores
 
     def _measure_shifts(self) -> tuple[Shift, ...]:
@@ -233,9 +227,9 @@ class PairReader(contextlib.AbstractContextManager):
         a, max_px = self.pair.after, self.config.align.coregister_max_px
         if max_px <= 0:
             return (NO_SHIFT,) * len(self.pair.befores)
-        after, befores, stack = self._open(keep=False)
         shifts = []
-        with stack:
+        with contextlib.ExitStack() as stack:
+            after, befores = self._open(stack)
             for b, src in zip(self.pair.befores, befores):
                 part = footprint(b, a)
                 part = intersect(part, self.pair.window) if part is not None else None
@@ -244,7 +238,7 @@ class PairReader(contextlib.AbstractContextManager):
                     aft, a_ok = _read_source(after, w, None, a.band_indexes)
                     before, b_ok = _read_source(src, w, None, b.band_indexes)
                     chips.append((before, aft, a_ok & b_ok))
-                shifts.append(estimate_shift(chips, max_px) if chips else NO_SHIFT)
+                shifts.append(estimate_shift(chips, max_px))
         return tuple(shifts)
 
     # ----------------------------------------------------------------- statistics

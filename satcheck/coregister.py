@@ -20,6 +20,8 @@ import numpy as np
 from rasterio.windows import Window
 from scipy import fft, ndimage
 
+from satcheck.windows import spread_windows
+
 
 @dataclass(frozen=True)
 class Shift:
@@ -36,10 +38,6 @@ class Shift:
     chips: int = 0
     agreeing: int = 0
     agreed: bool = False
-
-    @property
-    def magnitude(self) -> float:
-        return math.hypot(self.rows, self.cols)
 
     def rounded(self) -> tuple[int, int]:
         return round(self.rows), round(self.cols)
@@ -59,7 +57,7 @@ def measuring_chips(window: Window) -> list[Window]:
     size = int(min(512, 0.75 * side))
     if size < 256:
         return []
-    return chip_windows(window, size, 3 if side >= 1536 else 2)
+    return spread_windows(window, size, 3 if side >= 1536 else 2)
 
 
 def measure_arrays(before: np.ndarray, after: np.ndarray, valid: np.ndarray, max_px: float) -> Shift:
@@ -67,22 +65,8 @@ def measure_arrays(before: np.ndarray, after: np.ndarray, valid: np.ndarray, max
     chips = measuring_chips(Window(0, 0, after.shape[2], after.shape[1]))
     if max_px <= 0 or not chips:
         return NO_SHIFT
-    return estimate_shift([(before[:, w.toslices()[0], w.toslices()[1]], after[:, w.toslices()[0], w.toslices()[1]],
-                            valid[w.toslices()]) for w in chips], max_px)
-
-
-def chip_windows(window: Window, size: int, per_side: int = 3) -> list[Window]:
-    """``per_side`` × ``per_side`` square chips of side ``size`` spread evenly over ``window``."""
-    h, w = int(window.height), int(window.width)
-    size = min(size, h, w)
-
-    def starts(n: int) -> list[int]:
-        if per_side == 1 or n == size:
-            return [(n - size) // 2]
-        return sorted({round(i * (n - size) / (per_side - 1)) for i in range(per_side)})
-
-    return [Window(int(window.col_off) + c, int(window.row_off) + r, size, size)
-            for r in starts(h) for c in starts(w)]
+    slices = [w.toslices() for w in chips]
+    return estimate_shift([(before[:, r, c], after[:, r, c], valid[r, c]) for r, c in slices], max_px)
 
 
 def _edges(img: np.ndarray) -> np.ndarray:

@@ -78,7 +78,7 @@ class TileInfo:
             return self.res[0] * self.res[1] * metres_per_unit(self.crs) ** 2
         # A degree of longitude shrinks with latitude: measured at the tile's centre.
         lat = np.radians((self.bounds.bottom + self.bounds.top) / 2)
-        return self.res[0] * self.res[1] * 111_320.0 ** 2 * float(np.cos(lat))
+        return self.res[0] * self.res[1] * metres_per_unit(self.crs) ** 2 * float(np.cos(lat))
 
     @property
     def vector_crs(self) -> CRS:

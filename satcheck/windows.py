@@ -70,6 +70,20 @@ def overlapping_windows(width: int, height: int, size: int, overlap: int) -> Ite
             yield Window(c, r, min(size, width - c), min(size, height - r))
 
 
+def spread_windows(window: Window, size: int, per_side: int) -> list[Window]:
+    """``per_side`` × ``per_side`` square windows of side ``size`` spread evenly over ``window``, corners included."""
+    h, w = int(window.height), int(window.width)
+    size = min(size, h, w)
+
+    def starts(n: int) -> list[int]:
+        if per_side == 1 or n == size:
+            return [(n - size) // 2]
+        return sorted({round(i * (n - size) / (per_side - 1)) for i in range(per_side)})
+
+    return [Window(int(window.col_off) + c, int(window.row_off) + r, size, size)
+            for r in starts(h) for c in starts(w)]
+
+
 def blend_weights(height: int, width: int, overlap: int) -> np.ndarray:
     """Weights that fall linearly to a small positive value over ``overlap`` pixels at each edge.
 

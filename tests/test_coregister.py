@@ -10,7 +10,8 @@ from shapely.geometry import box
 from typer.testing import CliRunner
 
 from satcheck.cli import app
-from satcheck.coregister import chip_windows, estimate_shift, measure_arrays, shift_array
+from satcheck.coregister import estimate_shift, measure_arrays, shift_array
+from satcheck.windows import spread_windows
 from tests.generate import misregister, square_pair, textured
 
 runner = CliRunner()
@@ -19,7 +20,7 @@ runner = CliRunner()
 def _chips(before, after):
     ok = np.ones(after.shape[1:], bool)
     return [(before[:, w.toslices()[0], w.toslices()[1]], after[:, w.toslices()[0], w.toslices()[1]],
-             ok[w.toslices()]) for w in chip_windows(Window(0, 0, after.shape[2], after.shape[1]), 256)]
+             ok[w.toslices()]) for w in spread_windows(Window(0, 0, after.shape[2], after.shape[1]), 256, 3)]
 
 
 @pytest.mark.parametrize("rows, cols", [(3, -2), (0, 5), (-6, 1)])

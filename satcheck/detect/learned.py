@@ -42,7 +42,6 @@ def build_predictor(cfg: ModelConfig, device: str, path: Path) -> tuple[TiledPre
 
 
 class ModelDetector:
-    name = "model"
     halo = 32
     needs_sample = False
 
@@ -58,26 +57,31 @@ class ModelDetector:
         if bands not in fits:
             raise BandMismatchError(
                 f"{path}: these weights take {' or '.join(map(str, fits))} bands (R,G,B[,NIR]) but the tiles have "
-                f"{bands}; write the R,G,B(,NIR) bands to new tiles, or use --detector cva")
+                f"{bands}; list the R,G,B(,NIR) band numbers in bands.before / bands.after of the run configuration, "
+                "or use --detector cva")
         self.meta = meta
         self.path = path
         self.threshold = cfg.threshold
         self.enlarge_above_m, self.enlarge_by = cfg.enlarge_above_m, cfg.enlarge_by
-        self.zoom = 1.0
-        self._base_name = f"model ({path.name}, {self.predictor.engine} on {self.predictor.device_type})"
-        self.name = self._base_name
+        self.zoom, self.px_m = 1.0, None
+        self._engine = f"{self.predictor.engine} on {self.predictor.device_type}"
+
+    @property
+    def name(self) -> str:
+        enlarged = f", {self.px_m:.3g} m pixels enlarged {self.zoom:g}x" if self.zoom != 1.0 else ""
+        return f"model ({self.path.name}, {self._engine}{enlarged})"
 
     def prepare(self, sample: PairWindow | None, px_m: float | None) -> None:
         coarse = px_m is not None and px_m > self.enlarge_above_m and self.enlarge_by > 1
-        self.zoom = self.enlarge_by if coarse else 1.0
-        self.name = self._base_name[:-1] + (f", {px_m:.3g} m pixels enlarged {self.zoom:g}x)" if coarse else ")")
+        self.zoom, self.px_m = (self.enlarge_by if coarse else 1.0), px_m
 
     def score(self, pw: PairWindow) -> ChangeScores:
         before, after = to_input(pw.before), to_input(pw.after)
-        if not pw.valid.all():
+        masked = ~pw.valid
+        if masked.any():
             # Where either date has no data (or cloud), both dates show the same pixels: otherwise the edge of a
             # nodata collar or of a cloud reads as change, and the network's response spreads into valid pixels.
-            before[:, ~pw.valid] = after[:, ~pw.valid]
+            before[:, masked] = after[:, masked]
         if self.zoom == 1.0:
             prob, exc = self.predictor.predict(before, after)
         else:
