@@ -100,8 +100,7 @@ def _print_summary(s: dict) -> None:
             t.add_row(f"  {k}", f"{plural(v['count'], 'patch')}, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)")
     t.add_row("time", f"{s['seconds']} s ({s['mpx_per_s']} Mpx/s)")
     out.print(t)
-    for problem in s.get("rule_problems", []):
-        err.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+    _print_warnings([*s["warnings"], *s.get("rule_problems", [])])
     for k, v in s["outputs"].items():
         out.print(f"  {k:<12} {v}")
 
@@ -382,6 +381,12 @@ def _print_batch(s: dict) -> None:
     t.add_row("outputs", s["out"])
     t.add_row("log", s["log"])
     out.print(t)
+    _print_warnings(s["warnings"])
+
+
+def _print_warnings(lines: list[str]) -> None:
+    for line in lines:
+        err.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

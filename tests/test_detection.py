@@ -133,3 +133,34 @@ def test_masked_pixels_do_not_spread_change_into_clear_ones(nuisance_scene):
     det.prepare(None, 1.0)
     prob = det.score(PairWindow(Window(0, 0, w, h), before, after, ~cloud, cloud)).probability
     assert prob[ring].max() < 0.5 and not prob[cloud].any()
+
+
+@pytest.mark.parametrize("px_m, warned", [(40.0, True), (1.0, False)])
+def test_imagery_coarser_than_the_model_knows_is_warned_about(tmp_path, px_m, warned):
+    """40 m pixels (enlarged 1.5x: 27 m) are far past the 0.3-10 m the weights saw; the run says so, once."""
+    import rasterio
+    from affine import Affine
+
+    from tests.generate import square_pair
+
+    b, a, _ = square_pair(tmp_path)
+    for path in (b, a):
+        with rasterio.open(path, "r+") as dst:
+            t = dst.transform
+            dst.transform = Affine(px_m, 0, t.c, 0, -px_m, t.f)
+    summary, _ = _run(tmp_path, tmp_path / "out")
+    assert len(summary["warnings"]) == warned
+    if warned:
+        assert "40 m pixels" in summary["warnings"][0] and "0.31-10 m" in summary["warnings"][0]
+    r = runner.invoke(app, ["run", str(b), str(a), "--out", str(tmp_path / "out2")])
+    assert r.exit_code == 0 and ("trained on" in r.output) == warned
+
+
+def test_the_pixel_range_of_older_weights_is_that_of_their_recipe():
+    """Weights saved before the pixel sizes were recorded fall back to what the shipped recipe computes."""
+    from satcheck.detect.learned import LEGACY_PIXEL_RANGE
+    from satcheck.model.data import NAIP_M, OSCD_M, pixel_range
+
+    recipe = {"synthetic": [0.5, 0.8, 1.0, 1.5, 2.0], "folder:levir_cd_samples": [0.5], "naip": [NAIP_M],
+              "oscd": [OSCD_M]}
+    assert tuple(pixel_range(recipe)) == LEGACY_PIXEL_RANGE

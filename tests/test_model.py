@@ -154,4 +154,7 @@ def test_train_command_writes_loadable_weights(tmp_path):
     model, meta = load_weights(out)
     assert meta["train_config"]["steps"] == 3 and meta["trained_on"]["synthetic"]["scenes"] == 2
     assert meta["train_config"]["normalise"] == "meanstd"
+    # Two scenes at pixel sizes drawn from 0.5-2 m, zoomed 0.6-1.6x; a run warns outside that.
+    lo, hi = meta["pixel_size_m"]
+    assert 0.3 <= lo <= 2 / 1.6 and 0.5 / 0.6 <= hi <= 3.34 and "pixel_size_m" not in meta["trained_on"]
     assert (tmp_path / "w.json").is_file()

@@ -38,6 +38,7 @@ class RunResult:
     patches: gpd.GeoDataFrame | None = None
     rule_problems: list[str] = field(default_factory=list)
     shifts: dict[str, list[dict]] = field(default_factory=dict)  # per pair: TileResult.shift_report
+    warnings: list[str] = field(default_factory=list)  # about the imagery, once each (TileResult.warning)
 
     def summary(self) -> dict[str, object]:
         moved = [max(math.hypot(s["rows"], s["cols"]) for s in report if s.get("agreed"))
@@ -58,6 +59,7 @@ class RunResult:
             "seconds": round(self.seconds, 2),
             "mpx_per_s": round(self.pixels / 1e6 / max(self.seconds, 1e-9), 3),
             "coregistered": {"pairs": len(moved), "largest_shift_px": round(max(moved), 2) if moved else 0.0},
+            "warnings": self.warnings,
             "outputs": self.outputs,
         } | ({"patches": patch_summary(self.patches), "rule_problems": self.rule_problems}
              if self.patches is not None else {})
@@ -72,11 +74,11 @@ def make_outdir(out: Path) -> None:
 
 def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig, rules: str | Path | None,
            detector_name: str, t0: float, masked: int, extra: dict | None = None,
-           shifts: dict[str, list[dict]] | None = None) -> RunResult:
+           shifts: dict[str, list[dict]] | None = None, warnings: list[str | None] = ()) -> RunResult:
     """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary.
 
     ``shifts``: per pair name, the misregistration measured for each of its earlier tiles
-    (:meth:`TileResult.shift_report`).
+    (:meth:`TileResult.shift_report`); ``warnings``: each pair's :attr:`TileResult.warning`.
     """
     crs = pairs[0].after.vector_crs
     pixels = sum(p.pixels for p in pairs)
@@ -97,7 +99,8 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
         tmp.write_text(dump_config(config), encoding="utf-8")
     outputs["config"] = str(config_path)
     result = RunResult(out, changes, pairs, detector_name, time.perf_counter() - t0, pixels,
-                       masked / max(pixels, 1), outputs, patches, problems, shifts or {})
+                       masked / max(pixels, 1), outputs, patches, problems, shifts or {},
+                       list(dict.fromkeys(w for w in warnings if w)))
     summary_path = out / "run.json"
     outputs["summary"] = str(summary_path)
     with atomic_path(summary_path) as tmp:
@@ -121,6 +124,7 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     crs = pairs[0].after.vector_crs  # metres, also for tiles in degrees
     pieces: list[Piece] = []
     shifts: dict[str, list[dict]] = {}
+    warnings: list[str | None] = []
     masked = done = 0
     total = sum(p.pixels for p in pairs)
     for pair in pairs:
@@ -132,7 +136,8 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
         done += pair.pixels
         masked += r.masked
         shifts[pair.name] = r.shift_report(pair)
+        warnings.append(r.warning)
         pieces.extend(reproject_pieces(r.pieces, pair.after.crs, crs))
     return finish(pieces, pairs, out, config, rules, detector.name, t0, masked,
-                  {"before": str(before), "after": str(after)}, shifts)
+                  {"before": str(before), "after": str(after)}, shifts, warnings)
 

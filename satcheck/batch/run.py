@@ -76,7 +76,7 @@ class BatchResult:
             "seconds": round(self.seconds, 2),
             "mpx_per_s": round(self.pixels_now / 1e6 / max(self.seconds, 1e-9), 3),
             "area_km2": s.get("area_km2"), "changes": s.get("changes"), "patches": s.get("patches"),
-            "ledger": self.ledger, "log": self.log, "out": self.manifest.out,
+            "ledger": self.ledger, "log": self.log, "out": self.manifest.out, "warnings": s.get("warnings", []),
         }
 
 
@@ -127,7 +127,7 @@ def run_tile(task: TileTask) -> dict:
         write_pieces(r.pieces, pair.after.crs, d / "pieces.gpkg")
         info = {"name": task.name, "fingerprint": task.fingerprint, "pixels": r.pixels, "masked": r.masked,
                 "pieces": len(r.pieces), "seconds": round(time.perf_counter() - t0, 3), "detector": det.name,
-                "crs": pair.after.crs.to_string(), "shift_px": r.shift_report(pair)}
+                "crs": pair.after.crs.to_string(), "shift_px": r.shift_report(pair), "warning": r.warning}
         with atomic_path(d / "done.json") as tmp:
             tmp.write_text(json.dumps(info))
         (d / "failed.json").unlink(missing_ok=True)
@@ -251,16 +251,17 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
         return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, None, time.perf_counter() - t0,
                            log=str(log.path), workers=_describe(n_workers, scheduler), pixels_now=pixels_now)
     crs = ok_pairs[0].after.vector_crs
-    pieces, masked, shifts = [], 0, {}
+    pieces, masked, shifts, warnings = [], 0, {}, []
     for p in ok_pairs:
         d = tile_dir(out, p.name)
         info = json.loads((d / "done.json").read_text())
         masked += info["masked"]
         if isinstance(info.get("shift_px"), list):  # tiles done before shifts were measured have none
             shifts[p.name] = info["shift_px"]
+        warnings.append(info.get("warning"))
         pieces.extend(read_pieces(d / "pieces.gpkg", crs))  # in the tile's CRS on disk, read into crs
     detector = json.loads((tile_dir(out, ok_pairs[0].name) / "done.json").read_text()).get("detector", "")
-    run = finish(pieces, ok_pairs, out, cfg, m.rules, detector, t0, masked, {"period": m.period}, shifts)
+    run = finish(pieces, ok_pairs, out, cfg, m.rules, detector, t0, masked, {"period": m.period}, shifts, warnings)
     ledger_info = None
     if m.ledger and run.patches is not None:
         from satcheck.review.ledger import Ledger

@@ -34,6 +34,7 @@ class TileResult:
     pixels: int
     masked: int
     shifts: tuple[Shift, ...] = ()  # each earlier tile's misregistration, measured and corrected
+    warning: str | None = None  # the detector's Detector.imagery_warning for this pair
 
     def shift_report(self, pair: Pair) -> list[dict]:
         """Per earlier tile: its name and :meth:`Shift.as_dict`, as run.json gives them."""
@@ -66,6 +67,7 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
         with PairReader(pair, config, readers) as reader, ThreadPoolExecutor(readers) as io:
             shifts = reader.shifts
             detector.prepare(reader.sample if detector.needs_sample else None, reader.px_m)
+            warning = detector.imagery_warning()
             # Reading and decoding the next windows overlaps scoring this one (GDAL releases the GIL); with a
             # fast detector (a GPU) the model no longer hides the reading, so several windows are read at once.
             ahead = collections.deque(io.submit(reader.read, g[0]) for g in grown[:readers])
@@ -97,7 +99,7 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
         if dst is not None:
             dst.close()
             scratch.unlink(missing_ok=True)
-    return TileResult(pair.name, pieces, pair.pixels, n_masked, shifts)
+    return TileResult(pair.name, pieces, pair.pixels, n_masked, shifts, warning)
 
 
 def reproject_pieces(pieces: list[Piece], src, dst) -> list[Piece]:

@@ -30,7 +30,8 @@ class Detector(Protocol):
     called once per pair, before any window, with the pair's pixel size in
     metres (None where unknown, as for PNG datasets) and, if ``needs_sample``
     says it uses one, a decimated sample of the whole pair (else None).
-    Pixels scoring ``threshold`` or more are change.
+    Pixels scoring ``threshold`` or more are change.  ``imagery_warning`` says, after ``prepare``, when the
+    pair is imagery the detector was not made for (its results then need a sceptical look), else None.
     """
 
     name: str
@@ -41,3 +42,5 @@ class Detector(Protocol):
     def prepare(self, sample: PairWindow | None, px_m: float | None) -> None: ...
 
     def score(self, pw: PairWindow) -> ChangeScores: ...
+
+    def imagery_warning(self) -> str | None: ...

@@ -76,6 +76,9 @@ class CvaDetector:
         t = float(threshold_otsu(values))
         self.magnitude_threshold = max(self.cfg.min_threshold, t)
 
+    def imagery_warning(self) -> str | None:
+        return None  # a difference of reflectances: no training range to be outside of
+
     def score(self, pw: PairWindow) -> ChangeScores:
         mag = self._magnitude(pw.before, pw.after, self.cfg.max_shift_px)
         prob = np.clip(mag / (2 * self.magnitude_threshold), 0, 1).astype(np.float32)

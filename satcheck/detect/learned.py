@@ -14,6 +14,7 @@ from satcheck.model.runtime import OnnxPredictor, TiledPredictor, cached_onnx, c
 from satcheck.model.weights import load_weights, shipped_weights
 
 SUPPORTED_BANDS = (3, 4)
+LEGACY_PIXEL_RANGE = (0.31, 10.0)
 
 
 def weights_path(cfg: ModelConfig) -> Path | None:
@@ -61,6 +62,8 @@ class ModelDetector:
                 "or use --detector cva")
         self.meta = meta
         self.path = path
+        # Weights saved before their pixel sizes were recorded: the range of the recipe they all come from.
+        self.pixel_range = tuple(meta.get("pixel_size_m") or LEGACY_PIXEL_RANGE)
         self.threshold = cfg.threshold
         self.enlarge_above_m, self.enlarge_by = cfg.enlarge_above_m, cfg.enlarge_by
         self.zoom, self.px_m = 1.0, None
@@ -74,6 +77,17 @@ class ModelDetector:
     def prepare(self, sample: PairWindow | None, px_m: float | None) -> None:
         coarse = px_m is not None and px_m > self.enlarge_above_m and self.enlarge_by > 1
         self.zoom, self.px_m = (self.enlarge_by if coarse else 1.0), px_m
+
+    def imagery_warning(self) -> str | None:
+        if self.px_m is None:
+            return None
+        seen = self.px_m / self.zoom
+        lo, hi = self.pixel_range
+        if lo / 1.5 <= seen <= hi * 1.5:  # the network's tolerance of scale reaches a little past what it saw
+            return None
+        size = f"{self.px_m:.3g} m pixels" + (f" (enlarged {self.zoom:g}x)" if self.zoom != 1 else "")
+        return (f"{size} are outside the {lo:g}-{hi:g} m the model ({self.path.name}) was trained on: expect missed "
+                f"and false changes; resample the tiles into that range or use --detector cva")
 
     def score(self, pw: PairWindow) -> ChangeScores:
         before, after = to_input(pw.before), to_input(pw.after)

@@ -40,6 +40,19 @@ class Example:
 
 # ----------------------------------------------------------------------------- sources
 
+ZOOM = (0.6, 1.6)  # crops are zoomed by a log-uniform factor in this range
+COARSE_ZOOM = (1.0, 2.0)  # 10 m imagery is only ever enlarged (uniform): the network never sees coarser pixels
+NAIP_M = 5.0  # the NAIP series of ../shared/data is resampled to 5 m
+OSCD_M = 10.0
+
+
+def pixel_range(sizes: dict[str, list[float]]) -> list[float]:
+    """Pixel sizes (m) the network sees in training: each source's pixel sizes (by source name) over its zoom."""
+    lo = [g / (COARSE_ZOOM if name == "oscd" else ZOOM)[1] for name, gs in sizes.items() for g in gs]
+    hi = [g / (COARSE_ZOOM if name == "oscd" else ZOOM)[0] for name, gs in sizes.items() for g in gs]
+    return [round(min(lo), 2), round(max(hi), 2)]
+
+
 def _synth_one(args) -> Example:
     seed, size, gsd = args
     rng = np.random.default_rng(seed)
@@ -64,7 +77,7 @@ def folder_pool(root: Path, names: list[str] | None) -> list[Example]:
     out = []
     for p in load_dataset(root, names):
         cls = p.change_class if p.change_class is not None else p.label.astype(np.uint8)
-        out.append(Example(p.before[:4], p.after[:4], p.label, cls))
+        out.append(Example(p.before[:4], p.after[:4], p.label, cls, p.px_m or 0.5))
     return out
 
 
@@ -101,7 +114,7 @@ def oscd_pool(root: Path, cities: list[str]) -> list[Example]:
             reproject(a.read().astype(np.float32) / 10000.0, after, src_transform=a.transform, src_crs=a.crs,
                       dst_transform=b.transform, dst_crs=b.crs, resampling=Resampling.bilinear)
             label = (lab.read(1) > 0).astype(np.uint8)
-        out.append(Example(before, after, label, label.copy()))
+        out.append(Example(before, after, label, label.copy(), OSCD_M))
     return out
 
 
@@ -142,9 +155,9 @@ class ExampleSampler:
         else:
             items = self.sources[src]
             ex = items[rng.integers(len(items))]
-        scale = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+        scale = float(np.exp(rng.uniform(*np.log(ZOOM))))
         if src == "oscd":
-            scale = float(rng.uniform(1.0, 2.0))  # 10 m imagery: only ever enlarge
+            scale = float(rng.uniform(*COARSE_ZOOM))
         b, a, y, c = self._crop(ex, scale)
         if self.paste_real and self.paste and src not in ("naip", "oscd") and rng.random() < self.paste_real:
             # Real buildings (from 0.5 m pairs) on synthetic farmland and in other real pairs, at the crop's scale.

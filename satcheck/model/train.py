@@ -21,12 +21,14 @@ from satcheck.config import _validate, load_yaml
 from satcheck.errors import DatasetError
 from satcheck.model.data import (
     IGNORE,
+    NAIP_M,
     BatchPrefetcher,
     ExampleSampler,
     folder_pool,
     naip_pool,
     oscd_pool,
     paste_objects,
+    pixel_range,
     synthetic_pool,
 )
 from satcheck.model.network import ChangeNet, count_parameters, flops_per_megapixel
@@ -121,6 +123,7 @@ def _existing(path: str) -> Path | None:
 
 def build_sampler(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[ExampleSampler, dict]:
     sources: dict[str, tuple[float, list]] = {}
+    sizes: dict[str, list[float]] = {}  # pixel sizes (m) of each source's images
     manifest: dict = {"synthetic": {"scenes": cfg.synthetic.scenes, "size": cfg.synthetic.size, "seed": cfg.seed}}
     t = time.perf_counter()
     if cfg.synthetic.scenes and cfg.synthetic.weight:
@@ -138,12 +141,16 @@ def build_sampler(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Example
         manifest[root.name] = {"names": ds.names or "all", "licence": ds.licence}
     if cfg.naip and _existing(cfg.naip.path):
         sources["naip"] = (cfg.naip.weight, naip_pool(Path(cfg.naip.path)))
+        sizes["naip"] = [NAIP_M]
         manifest["naip_series"] = {"names": "all dates (no-change pairs, pasted objects)", "licence": cfg.naip.licence}
     if cfg.oscd and _existing(cfg.oscd.path):
         sources["oscd"] = (cfg.oscd.weight, oscd_pool(Path(cfg.oscd.path), cfg.oscd.cities))
         manifest["oscd"] = {"names": cfg.oscd.cities, "licence": cfg.oscd.licence}
     if not sources:
         raise DatasetError("training has no data: enable synthetic scenes or give an existing dataset path")
+    for name, (_, items) in sources.items():
+        sizes.setdefault(name, sorted({e.gsd for e in items}))
+    manifest["pixel_size_m"] = pixel_range(sizes)
     return ExampleSampler(sources, cfg.crop_px, cfg.seed, paste_objects(real), cfg.paste_real,
                          cfg.normalise), manifest
 
@@ -186,14 +193,18 @@ def _train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None], device
             history.append({"step": step + 1, "loss": round(running, 4), "seconds": round(time.perf_counter() - t0, 1)})
             log(f"step {step + 1}/{cfg.steps} loss {running:.4f} ({time.perf_counter() - t0:.0f} s)")
     model = model.cpu().eval()
+    trained_on = dict(manifest)
+    # Pixel sizes the network saw (after the zoom of the crops): a run warns outside them.
+    pixel_size_m = trained_on.pop("pixel_size_m", None)
     record = {
         "architecture": "ChangeNet",
         "config": model.config(),
         "parameters": count_parameters(model),
         "gflops_per_mpx": round(flops_per_megapixel(model) / 1e9, 3),
         "bands": [3, 4],
+        "pixel_size_m": pixel_size_m,
         "train_config": cfg.model_dump(mode="json"),
-        "trained_on": manifest,
+        "trained_on": trained_on,
         "train_seconds": round(time.perf_counter() - t0, 1),
         "final_loss": history[-1]["loss"] if history else None,
         "history": history,
