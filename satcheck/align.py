@@ -46,6 +46,7 @@ class Pair:
     after: TileInfo
     befores: tuple[TileInfo, ...]
     window: Window  # the part of the later tile's grid covered by both dates
+    note: str | None = None  # for the user: how the pair is read where its tiles differ (band counts)
 
     @property
     def name(self) -> str:
@@ -74,10 +75,6 @@ def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[
         covered: list[TileInfo] = []
         win = None
         for b in befores:
-            if b.count != a.count:
-                raise BandMismatchError(
-                    f"{b.path}: has {b.count} bands but {a.path} has {a.count}; "
-                    "both dates need the same bands in the same order")
             part = footprint(b, a)
             if part is None:
                 continue
@@ -85,12 +82,30 @@ def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[
             win = part if win is None else _union(win, part)
         if covered and win is not None:
             _check_date_order(covered, a)
-            pairs.append(Pair(a, tuple(covered), win))
+            pairs.append(_common_bands(Pair(a, tuple(covered), win)))
     if not pairs:
         raise NoOverlapError(
             f"{befores[0].path.parent if befores else '?'} and {afters[0].path.parent if afters else '?'}: "
             "no earlier tile overlaps any later tile; check that both dates show the same place")
     return pairs
+
+
+def _common_bands(pair: Pair) -> Pair:
+    """The pair read with the bands both dates have: an RGB orthophoto against an R, G, B, NIR image is compared
+    in red, green and blue; fewer than those three in common is an error."""
+    a, tiles = pair.after, (pair.after, *pair.befores)
+    n = min(t.count for t in tiles)
+    if all(t.count == n for t in tiles):
+        return pair
+    odd = next(t for t in tiles if t.count != a.count)
+    if n < 3:
+        raise BandMismatchError(
+            f"{odd.path}: has {odd.count} band{'s' * (odd.count != 1)} but {a.path} has {a.count}; both dates need "
+            "red, green and blue (and NIR, if both have it) in the same order; a panchromatic date cannot be compared")
+    left = ", ".join(t.path.name for t in tiles if t.count > n)
+    note = (f"{odd.path.name} has {odd.count} bands, {a.path.name} {a.count}: compared on the first {n} "
+            f"({', '.join(a.band_names[:n]) if n != 3 else 'red, green, blue'}); the other bands of {left} are not used")
+    return Pair(a.first_bands(n), tuple(b.first_bands(n) for b in pair.befores), pair.window, note)
 
 
 def footprint(b: TileInfo, a: TileInfo) -> Window | None:

@@ -12,10 +12,12 @@ No torch here: evaluation and training both read through this module.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rasterio.errors import NotGeoreferencedWarning
 
 from satcheck.errors import DatasetError, TileGeoreferenceError
 
@@ -39,8 +41,11 @@ def read_image(path: Path) -> np.ndarray:
 
         from satcheck.tiles import image_bands
 
-        with rasterio.open(path) as src:
-            data = src.read(image_bands(src))
+        with warnings.catch_warnings():
+            # Labelled pairs are often plain TIFFs without georeference; that is fine here.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                data = src.read(image_bands(src))
     else:
         from PIL import Image
 
@@ -58,10 +63,12 @@ def pixel_size(path: Path) -> float | None:
         return None
     from satcheck.tiles import open_tile
 
-    try:
-        return open_tile(path).pixel_m
-    except TileGeoreferenceError:
-        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            return open_tile(path).pixel_m
+        except TileGeoreferenceError:
+            return None
 
 
 def read_label(path: Path) -> np.ndarray:
@@ -98,6 +105,8 @@ def load_pair(root: str | Path, name: str) -> LabelledPair:
     a = read_image(a_path)
     b = read_image(_find(root / "B", name))
     lab = read_label(_find(root / "label", name))
+    if min(len(a), len(b)) >= 3:  # RGB against R, G, B, NIR: compared on red, green and blue, as in a run
+        a, b = a[: len(b)], b[: len(a)]
     if a.shape != b.shape or a.shape[1:] != lab.shape:
         raise DatasetError(f"{root}: '{name}' has A {a.shape}, B {b.shape}, label {lab.shape}; sizes must match")
     cls_path = _find(root / "class", name) if (root / "class").is_dir() else None

@@ -110,8 +110,6 @@ def evaluate(detector, pairs: list[LabelledPair], min_object_px: int = 10, match
              normalise: str | None = None, px_m: float | None = None, coregister_max_px: float = 0.0) -> EvalResult:
     res = EvalResult()
     for p in pairs:
-        if p.before.shape[0] != p.after.shape[0]:
-            continue
         c = count(predict(detector, p, normalise, px_m, coregister_max_px), p.label == 1, min_object_px, match_iou)
         res.total += c
         res.images.append((p.name, c))

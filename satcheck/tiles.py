@@ -6,7 +6,7 @@ import datetime as dt
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -54,6 +54,12 @@ class TileInfo:
     @property
     def band_indexes(self) -> list[int]:
         return list(self.indexes or range(1, self.count + 1))
+
+    def first_bands(self, n: int) -> "TileInfo":
+        """This tile read as its first ``n`` image bands (red, green, blue of an R, G, B, NIR tile)."""
+        if n >= self.count:
+            return self
+        return replace(self, count=n, indexes=tuple(self.band_indexes[:n]), band_names=self.band_names[:n])
 
     @property
     def bounds(self) -> BoundingBox:

@@ -130,9 +130,23 @@ def test_band_count_mismatch_message(tmp_path):
 
     t = from_origin(*ORIGIN, 1, 1)
     a = write(tmp_path / "a_20261001.tif", textured(1, (32, 32)), t)
-    b = write(tmp_path / "b_20260901.tif", textured(1, (32, 32), bands=3), t)
-    with pytest.raises(BandMismatchError, match="b_20260901.tif: has 3 bands"):
+    b = write(tmp_path / "b_20260901.tif", textured(1, (32, 32), bands=2), t)
+    with pytest.raises(BandMismatchError, match="b_20260901.tif: has 2 bands but .*a_20261001.tif has 4"):
         pair_tiles([open_tile(b)], [open_tile(a)])
+
+
+@pytest.mark.parametrize("before_bands, after_bands", [(3, 4), (4, 3)])
+def test_rgb_against_rgb_nir_is_compared_in_rgb(tmp_path, before_bands, after_bands):
+    """An RGB orthophoto of one date and an R, G, B, NIR image of the other: both read as red, green, blue."""
+    t = from_origin(*ORIGIN, 1, 1)
+    a = write(tmp_path / "a_20261001.tif", textured(1, (32, 32), bands=after_bands), t)
+    b = write(tmp_path / "b_20260901.tif", textured(1, (32, 32), bands=before_bands), t)
+    (pair,) = pair_tiles([open_tile(b)], [open_tile(a)])
+    assert pair.after.count == 3 and all(x.count == 3 for x in pair.befores)
+    assert pair.after.band_indexes == [1, 2, 3] and "compared on the first 3" in pair.note
+    assert ("a_20261001.tif are not used" if after_bands == 4 else "b_20260901.tif are not used") in pair.note
+    same = write(tmp_path / "c_20260901.tif", textured(1, (32, 32), bands=after_bands), t)
+    assert pair_tiles([open_tile(same)], [open_tile(a)])[0].note is None
 
 
 @pytest.mark.parametrize("dtype, scale", [("uint8", 255.0), ("uint16", 4095.0)])

@@ -76,6 +76,28 @@ def test_batch_of_tiles_in_degrees(tmp_path):
     assert len(hit) == 1 and hit["area_m2"].iloc[0] == pytest.approx(1600, rel=0.1)
 
 
+def test_rgb_earlier_date_against_rgb_nir_later_date(tmp_path):
+    """Last year's RGB orthophoto against this month's R, G, B, NIR image: compared in red, green, blue, said once
+    (run and batch; the batch's workers open the tiles again and must read the same three bands)."""
+    import rasterio
+
+    b, a, bounds = square_pair(tmp_path)
+    with rasterio.open(b) as src:
+        rgb, profile = src.read([1, 2, 3]), src.profile | {"count": 3}
+    with rasterio.open(b, "w", **profile) as dst:
+        dst.write(rgb)
+    r = runner.invoke(app, ["run", str(b), str(a), "--out", str(tmp_path / "run"), "--detector", "cva", "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    r = run(manifest(tmp_path))
+    assert r.exit_code == 0, r.output
+    for s, out in ((summary, "run"), (json.loads(r.output), "out")):
+        (note,) = s["warnings"]
+        assert note.startswith("T_20260901.tif has 3 bands, T_20261001.tif 4: compared on the first 3")
+        ch = gpd.read_file(tmp_path / out / "changes.gpkg")
+        assert len(ch[ch.intersects(box(*bounds))]) == 1
+
+
 def test_rerun_of_a_finished_batch_changes_nothing(tmp_path):
     mosaic_pair(tmp_path)
     m = manifest(tmp_path)

@@ -41,20 +41,29 @@ def test_nuisance_only_gives_no_polygon_over_400_m2(nuisance_scene, tmp_path):
     assert (changes["area_m2"] <= 400).all(), changes[["change_type", "area_m2", "mean_score"]]
 
 
-def test_rgb_only_tiles_use_the_same_weights(small_scene, tmp_path):
-    """Three-band tiles (no NIR) run with the shipped weights too."""
+@pytest.mark.parametrize("rgb_dates", [("before", "after"), ("before",)])
+def test_rgb_only_tiles_use_the_same_weights(small_scene, tmp_path, rgb_dates):
+    """Three-band tiles (no NIR) run with the shipped weights too, also against a later date with NIR."""
+    import shutil
+
     import rasterio
 
     for date in ("before", "after"):
         for src_path in (small_scene / date).glob("*.tif"):
             dst_path = tmp_path / "rgb" / date / src_path.name
             dst_path.parent.mkdir(parents=True, exist_ok=True)
+            if date not in rgb_dates:
+                shutil.copy(src_path, dst_path)
+                continue
             with rasterio.open(src_path) as src:
                 prof = src.profile | {"count": 3}
                 with rasterio.open(dst_path, "w", **prof) as dst:
                     dst.write(src.read([1, 2, 3]))
     summary, changes = _run(tmp_path / "rgb", tmp_path / "out")
     assert summary["detector"].startswith("model") and len(changes) >= 1
+    mixed = len(rgb_dates) == 1
+    assert len(summary["warnings"]) == (summary["pairs"] if mixed else 0)
+    assert all("compared on the first 3 (red, green, blue)" in w for w in summary["warnings"])
 
 
 def test_band_count_without_weights_is_a_clear_error(tmp_path):

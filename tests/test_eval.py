@@ -100,3 +100,23 @@ def test_object_scores_on_known_polygons():
     assert s.best_iou == (1.0, 0.5, 0.0)
     assert (s.truths, s.found, s.false_objects, s.false_per_km2) == (3, 2, 1, 0.5)
     assert s.type_correct == 0.5  # the pit was taken for construction
+
+
+def test_eval_rgb_against_rgb_nir_geotiffs(tmp_path):
+    """An RGB earlier date and an R, G, B, NIR later date are scored on red, green, blue, as a run compares them."""
+    import rasterio
+
+    rng = np.random.default_rng(0)
+    a = (90 + rng.integers(0, 3, (4, 64, 64))).astype(np.uint8)
+    b = a.copy()
+    b[:, 20:36, 20:36] = 230
+    lab = np.zeros((1, 64, 64), np.uint8)
+    lab[:, 20:36, 20:36] = 1
+    for sub, data in (("A", a[:3]), ("B", b), ("label", lab)):
+        (tmp_path / "ds" / sub).mkdir(parents=True)
+        with rasterio.open(tmp_path / "ds" / sub / "one.tif", "w", driver="GTiff", width=64, height=64,
+                           count=len(data), dtype="uint8") as dst:
+            dst.write(data)
+    r = runner.invoke(app, ["eval", str(tmp_path / "ds"), "--detector", "cva", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["object_recall"] == 1.0

@@ -50,6 +50,7 @@ class TileTask:
     config_json: str
     out: str
     fingerprint: str
+    bands: int  # image bands both dates are read with (fewer than a tile has where the dates differ)
 
 
 @dataclass
@@ -113,7 +114,8 @@ def run_tile(task: TileTask) -> dict:
         cfg = RunConfig.model_validate_json(task.config_json)
         if cfg.detect.model.threads is None:
             cfg = cfg.with_overrides(**{"detect.model.threads": _dask_worker_threads()})
-        pair = Pair(open_tile(task.after, cfg.bands.after), tuple(open_tile(b, cfg.bands.before) for b in task.befores),
+        pair = Pair(open_tile(task.after, cfg.bands.after).first_bands(task.bands),
+                    tuple(open_tile(b, cfg.bands.before).first_bands(task.bands) for b in task.befores),
                     Window(*task.window))
         key = f"{task.config_json}|{pair.after.count}"
         if key not in _DETECTORS:  # building the model (and its ONNX session) once per process
@@ -218,7 +220,8 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
     fp_cfg = cfg.with_overrides(**{"detect.model.threads": 1, "window.readers": 1}).model_dump_json()
     tasks = [TileTask(p.name, str(p.after.path), tuple(str(b.path) for b in p.befores),
                       (int(p.window.col_off), int(p.window.row_off), int(p.window.width), int(p.window.height)),
-                      cfg.model_dump_json(), str(out), _fingerprint(p.after, p.befores, fp_cfg)) for p in pairs]
+                      cfg.model_dump_json(), str(out), _fingerprint(p.after, p.befores, fp_cfg), p.after.count)
+             for p in pairs]
     batch_fp = hashlib.sha256("|".join(t.fingerprint for t in tasks).encode() + (m.rules or "").encode()
                               + (m.ledger or "").encode()).hexdigest()[:20]
     state_path = out / "batch.json"
@@ -251,7 +254,7 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
         return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, None, time.perf_counter() - t0,
                            log=str(log.path), workers=_describe(n_workers, scheduler), pixels_now=pixels_now)
     crs = ok_pairs[0].after.vector_crs
-    pieces, masked, shifts, warnings = [], 0, {}, []
+    pieces, masked, shifts, warnings = [], 0, {}, [p.note for p in ok_pairs]
     for p in ok_pairs:
         d = tile_dir(out, p.name)
         info = json.loads((d / "done.json").read_text())
