@@ -30,7 +30,7 @@ from satcheck.coregister import NO_SHIFT, Shift, estimate_shift, measuring_chips
 from satcheck.errors import BandMismatchError, DateOrderError, NoOverlapError, TileReadError
 from satcheck.masks import cloud_and_shadow, dn_scale, upsample_lookup
 from satcheck.radiometry import apply_table, fit_normalisation
-from satcheck.tiles import TileInfo
+from satcheck.tiles import TileInfo, band_order_warning
 from satcheck.windows import intersect
 
 _RESAMPLING = {"nearest": Resampling.nearest, "bilinear": Resampling.bilinear, "cubic": Resampling.cubic}
@@ -88,6 +88,12 @@ def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[
             f"{befores[0].path.parent if befores else '?'} and {afters[0].path.parent if afters else '?'}: "
             "no earlier tile overlaps any later tile; check that both dates show the same place")
     return pairs
+
+
+def pair_warnings(pairs: Sequence[Pair]) -> list[str]:
+    """What the user should know about how the pairs are read (band counts, band order), each line once."""
+    lines = [p.note for p in pairs] + [band_order_warning(t) for p in pairs for t in (*p.befores, p.after)]
+    return list(dict.fromkeys(w for w in lines if w))
 
 
 def _common_bands(pair: Pair) -> Pair:

@@ -124,9 +124,10 @@ def inspect(
     t.add_column(style="bold")
     t.add_column()
     for k, v in info.items():
-        if k != "path":
+        if k not in ("path", "warnings"):
             t.add_row(k, ", ".join(map(str, v)) if isinstance(v, list) else str(v))
     out.print(t)
+    _print_warnings(info["warnings"])
 
 
 @app.command()

@@ -50,6 +50,7 @@ class TileInfo:
     date: dt.date | None
     band_names: tuple[str, ...]
     indexes: tuple[int, ...] = ()
+    band_order_from: str = "file order"  # or "colour interpretation or band names", or "bands.before/after"
 
     @property
     def band_indexes(self) -> list[int]:
@@ -153,6 +154,8 @@ def open_tile(path: str | os.PathLike, order: Sequence[int] | None = None) -> Ti
     try:
         with rasterio.open(p) as src:
             image = image_bands(src, order, p)
+            known = "bands.before/after" if order else (
+                "colour interpretation or band names" if _colour_roles(src, image) else "file order")
             info = TileInfo(
                 path=p,
                 crs=src.crs,
@@ -165,6 +168,7 @@ def open_tile(path: str | os.PathLike, order: Sequence[int] | None = None) -> Ti
                 date=date_from_name(p.name) or _date_from_tags(src.tags()),
                 band_names=tuple(src.descriptions[i - 1] or f"band{i}" for i in image),
                 indexes=tuple(image),
+                band_order_from=known,
             )
     except RasterioIOError:
         raise TileReadError(f"{p}: not a readable raster; pass a GeoTIFF (is the file complete?)") from None
@@ -199,16 +203,37 @@ def image_bands(src, order: Sequence[int] | None = None, path: Path | None = Non
         return list(order)
     image = [i for i, ci in enumerate(src.colorinterp, 1) if ci != ColorInterp.alpha or not _looks_like_alpha(src, i)]
     image = image or [1]
+    roles = _colour_roles(src, image)
+    if not roles:
+        return image
+    first = [roles[r] for r in ("red", "green", "blue", "nir") if r in roles]
+    return first + [i for i in image if i not in first]
+
+
+def _colour_roles(src, image: list[int]) -> dict[str, int]:
+    """Band number of red, green, blue (and NIR) among ``image`` from the file's own words; {} unless it names
+    all of red, green and blue."""
     roles: dict[str, int] = {}
     for i in image:
         name = (src.descriptions[i - 1] or "").strip().lower()
         role = _ROLE_COLORS.get(src.colorinterp[i - 1]) or next((r for r, n in _ROLE_NAMES.items() if name in n), None)
         if role and role not in roles:
             roles[role] = i
-    if not all(r in roles for r in ("red", "green", "blue")):
-        return image
-    first = [roles[r] for r in ("red", "green", "blue", "nir") if r in roles]
-    return first + [i for i in image if i not in first]
+    return roles if all(r in roles for r in ("red", "green", "blue")) else {}
+
+
+# Chinese satellites whose multispectral products store blue, green, red, NIR (GF-1/2/6/7, ZY-3, SuperView,
+# Beijing-2/3, Jilin-1), by the usual start of their file names.
+_BLUE_FIRST_NAMES = re.compile(r"^(GF[12567]|ZY3|ZY30[23]|SV[12]|BJ[23]|JL1)", re.IGNORECASE)
+
+
+def band_order_warning(info: TileInfo) -> str | None:
+    """A line for the user when a tile is read in file order but its name says blue comes first."""
+    if info.band_order_from != "file order" or info.count < 3 or not _BLUE_FIRST_NAMES.match(info.path.name):
+        return None
+    return (f"{info.path.name}: named like a GF/ZY product but the file does not say which band is which, so it "
+            "is read as red, green, blue, NIR; such products usually store blue first: then set bands.before / "
+            "bands.after to [3, 2, 1, 4]")
 
 
 def _looks_like_alpha(src, band: int) -> bool:
@@ -256,8 +281,10 @@ def inspect_tile(path: str | os.PathLike, sample_px: int = 1024) -> dict[str, ob
         "bands": info.count,
         "band_names": list(info.band_names),
         "band_order": info.band_indexes,  # the file's band numbers read as red, green, blue (, NIR, ...)
+        "band_order_from": info.band_order_from,
         "dtype": info.dtype,
         "nodata": info.nodata,
         "nodata_share": round(float(np.mean(mask == 0)), 4),
         "date": info.date.isoformat() if info.date else None,
+        "warnings": [w for w in (band_order_warning(info),) if w],
     }

@@ -155,3 +155,13 @@ def test_nir_band_that_gdal_calls_alpha_stays_a_band(tmp_path):
     with rasterio.open(a) as src:
         assert src.colorinterp[3] == rasterio.enums.ColorInterp.alpha
     assert json.loads(_run("inspect", a, "--json").output)["bands"] == 4
+
+
+def test_gf_named_tiles_read_in_file_order_are_warned_about(tmp_path):
+    b, a, _ = square_pair(tmp_path)
+    b = b.rename(b.with_name("GF2_PMS1_E115.5_N28.3_20260901_L1A0001.tif"))
+    r = _run("run", b, a, "--out", tmp_path / "out", "--detector", "cva", "--json")
+    (warning,) = json.loads(r.output)["warnings"]
+    assert warning.startswith("GF2_PMS1_E115.5_N28.3_20260901_L1A0001.tif: named like a GF/ZY product")
+    r = _run("run", b, a, "--out", tmp_path / "out2", "--detector", "cva")
+    assert "bands.after to [3, 2, 1, 4]" in r.output.replace("\n", " ")

@@ -6,7 +6,7 @@ import pytest
 
 from satcheck.config import RunConfig, load_config
 from satcheck.errors import ConfigError, TileGeoreferenceError, TileReadError
-from satcheck.tiles import date_from_name, find_tiles, inspect_tile, open_tile
+from satcheck.tiles import band_order_warning, date_from_name, find_tiles, inspect_tile, open_tile
 from tests.generate import square_pair, textured, write
 
 
@@ -147,6 +147,26 @@ def test_band_order(tmp_path, names, order, expected):
     assert tile.indexes == expected and tile.count == len(expected)
     if order is None:
         assert inspect_tile(tile.path)["band_order"] == list(expected)
+
+
+@pytest.mark.parametrize("name, names, order, source, warned", [
+    ("GF2_PMS1_E115.5_N28.3_20261001_L1A0001.tif", None, None, "file order", True),
+    ("gf6_pms_20261001.tif", None, None, "file order", True),
+    ("GF2_PMS1_E115.5_N28.3_20261001_L1A0001.tif", ("Blue", "Green", "Red", "NIR"), None,
+     "colour interpretation or band names", False),
+    ("GF2_PMS1_E115.5_N28.3_20261001_L1A0001.tif", None, [3, 2, 1, 4], "bands.before/after", False),
+    ("JX_20261001.tif", None, None, "file order", False),
+])
+def test_gf_named_tiles_without_band_colours_are_warned_about(tmp_path, name, names, order, source, warned):
+    """GF-1/2/6 and ZY-3 products store blue first; read in file order, the user is told how to say so."""
+    tile = open_tile(_four_band(tmp_path / name, names), order)
+    assert tile.band_order_from == source
+    assert (band_order_warning(tile) is not None) == warned
+    if order is None:
+        info = inspect_tile(tile.path)
+        assert info["band_order_from"] == source and len(info["warnings"]) == warned
+        if warned:
+            assert "[3, 2, 1, 4]" in info["warnings"][0] and info["warnings"][0].startswith(name)
 
 
 def test_band_order_that_does_not_fit_is_a_clear_error(tmp_path):

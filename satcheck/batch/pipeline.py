@@ -12,7 +12,7 @@ from typing import Callable
 import geopandas as gpd
 
 from satcheck import __version__
-from satcheck.align import Pair, pair_tiles
+from satcheck.align import Pair, pair_tiles, pair_warnings
 from satcheck.atomic import atomic_path
 from satcheck.batch.enforce import enforcement_outputs, patch_summary
 from satcheck.batch.tile import detect_pair, reproject_pieces
@@ -124,7 +124,7 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     crs = pairs[0].after.vector_crs  # metres, also for tiles in degrees
     pieces: list[Piece] = []
     shifts: dict[str, list[dict]] = {}
-    warnings = [p.note for p in pairs]
+    warnings: list[str | None] = pair_warnings(pairs)
     masked = done = 0
     total = sum(p.pixels for p in pairs)
     for pair in pairs:

@@ -27,7 +27,7 @@ from typing import Callable
 
 from rasterio.windows import Window
 
-from satcheck.align import Pair, pair_tiles
+from satcheck.align import Pair, pair_tiles, pair_warnings
 from satcheck.atomic import atomic_path
 from satcheck.batch.manifest import Manifest, load_manifest, resolve_tiles
 from satcheck.batch.pipeline import RunResult, finish, make_outdir
@@ -254,7 +254,7 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
         return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, None, time.perf_counter() - t0,
                            log=str(log.path), workers=_describe(n_workers, scheduler), pixels_now=pixels_now)
     crs = ok_pairs[0].after.vector_crs
-    pieces, masked, shifts, warnings = [], 0, {}, [p.note for p in ok_pairs]
+    pieces, masked, shifts, warnings = [], 0, {}, pair_warnings(ok_pairs)
     for p in ok_pairs:
         d = tile_dir(out, p.name)
         info = json.loads((d / "done.json").read_text())
