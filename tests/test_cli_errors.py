@@ -74,8 +74,8 @@ def test_band_mismatch(tmp_path):
     from tests.generate import ORIGIN
 
     b, a, _ = square_pair(tmp_path)
-    three = write(tmp_path / "rgb" / "R_20260901.tif", textured(2, (64, 64), bands=3), from_origin(*ORIGIN, 1, 1))
-    _one_line_error(_run("run", three, a, "--out", tmp_path / "out"), "R_20260901.tif", "3 bands")
+    pan = write(tmp_path / "pan" / "R_20260901.tif", textured(2, (64, 64), bands=1), from_origin(*ORIGIN, 1, 1))
+    _one_line_error(_run("run", pan, a, "--out", tmp_path / "out"), "R_20260901.tif", "has 1 band but")
 
 
 def test_unknown_config_key(tmp_path):
