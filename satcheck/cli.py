@@ -101,8 +101,9 @@ def _print_summary(s: dict) -> None:
     t.add_row("time", f"{s['seconds']} s ({s['mpx_per_s']} Mpx/s)")
     out.print(t)
     _print_warnings([*s["warnings"], *s.get("rule_problems", [])])
+    width = max(map(len, s["outputs"]), default=0)
     for k, v in s["outputs"].items():
-        out.print(f"  {k:<12} {v}")
+        out.print(f"  {k:<{width}} {v}")
 
 
 @app.command()
