@@ -90,9 +90,21 @@ def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[
     return pairs
 
 
-def pair_warnings(pairs: Sequence[Pair]) -> list[str]:
-    """What the user should know about how the pairs are read (band counts, band order), each line once."""
+def pair_warnings(pairs: Sequence[Pair], afters: Sequence[TileInfo] = ()) -> list[str]:
+    """What the user should know about how the pairs are read (band counts, band order) and what of the later
+    tiles ``afters`` is not compared for want of earlier imagery; each line once."""
     lines = [p.note for p in pairs] + [band_order_warning(t) for p in pairs for t in (*p.befores, p.after)]
+    paired = {p.after.path for p in pairs}
+    alone = [a.path.name for a in afters if a.path not in paired]
+    if alone:
+        names = ", ".join(alone[:5]) + (f" and {len(alone) - 5} more" if len(alone) > 5 else "")
+        tiles = f"{len(alone)} later tile{'s' * (len(alone) > 1)}"
+        lines.append(f"no earlier tile overlaps {tiles}, not compared: {names}; add the earlier imagery of that area")
+    for p in pairs:
+        outside = 1 - p.pixels / (p.after.width * p.after.height)
+        if outside >= 0.05:
+            lines.append(f"{p.after.path.name}: {outside:.0%} of it lies outside the earlier imagery and is not "
+                         "compared")
     return list(dict.fromkeys(w for w in lines if w))
 
 

@@ -165,3 +165,25 @@ def test_gf_named_tiles_read_in_file_order_are_warned_about(tmp_path):
     assert warning.startswith("GF2_PMS1_E115.5_N28.3_20260901_L1A0001.tif: named like a GF/ZY product")
     r = _run("run", b, a, "--out", tmp_path / "out2", "--detector", "cva")
     assert "bands.after to [3, 2, 1, 4]" in r.output.replace("\n", " ")
+
+
+def test_later_imagery_without_earlier_imagery_is_reported(tmp_path):
+    """A later tile no earlier tile overlaps, and one half covered: the user learns what was not compared."""
+    from affine import Affine
+    from rasterio.windows import Window
+
+    b, a, _ = square_pair(tmp_path)
+    with rasterio.open(a) as src:
+        data, profile = src.read(), src.profile
+    far = profile | {"transform": profile["transform"] * Affine.translation(9000, 0)}
+    with rasterio.open(a.with_name("T_20261001_far.tif"), "w", **far) as dst:
+        dst.write(data)
+    with rasterio.open(b) as src:
+        left, profile = src.read(window=Window(0, 0, 128, 256)), src.profile | {"width": 128}
+    with rasterio.open(b, "w", **profile) as dst:
+        dst.write(left)
+    r = _run("run", b, a.parent, "--out", tmp_path / "out", "--detector", "cva", "--json")
+    warnings = json.loads(r.output)["warnings"]
+    assert warnings == ["no earlier tile overlaps 1 later tile, not compared: T_20261001_far.tif; add the earlier "
+                        "imagery of that area", "T_20261001.tif: 50% of it lies outside the earlier imagery and is not "
+                        "compared"]

@@ -124,7 +124,7 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     crs = pairs[0].after.vector_crs  # metres, also for tiles in degrees
     pieces: list[Piece] = []
     shifts: dict[str, list[dict]] = {}
-    warnings: list[str | None] = pair_warnings(pairs)
+    warnings: list[str | None] = pair_warnings(pairs, afters)
     masked = done = 0
     total = sum(p.pixels for p in pairs)
     for pair in pairs:

@@ -254,7 +254,7 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
         return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, None, time.perf_counter() - t0,
                            log=str(log.path), workers=_describe(n_workers, scheduler), pixels_now=pixels_now)
     crs = ok_pairs[0].after.vector_crs
-    pieces, masked, shifts, warnings = [], 0, {}, pair_warnings(ok_pairs)
+    pieces, masked, shifts, warnings = [], 0, {}, pair_warnings(ok_pairs, afters)
     for p in ok_pairs:
         d = tile_dir(out, p.name)
         info = json.loads((d / "done.json").read_text())
