@@ -121,8 +121,9 @@ def _common_bands(pair: Pair) -> Pair:
             f"{odd.path}: has {odd.count} band{'s' * (odd.count != 1)} but {a.path} has {a.count}; both dates need "
             "red, green and blue (and NIR, if both have it) in the same order; a panchromatic date cannot be compared")
     left = ", ".join(t.path.name for t in tiles if t.count > n)
-    note = (f"{odd.path.name} has {odd.count} bands, {a.path.name} {a.count}: compared on the first {n} "
-            f"({', '.join(a.band_names[:n]) if n != 3 else 'red, green, blue'}); the other bands of {left} are not used")
+    shared = ", ".join(("red", "green", "blue", "NIR")[:n]) if n <= 4 else f"bands 1-{n}"
+    note = (f"{odd.path.name} has {odd.count} bands, {a.path.name} {a.count}: compared on the first {n} ({shared}); "
+            f"the other bands of {left} are not used")
     return Pair(a.first_bands(n), tuple(b.first_bands(n) for b in pair.befores), pair.window, note)
 
 

@@ -38,7 +38,7 @@ class RunResult:
     patches: gpd.GeoDataFrame | None = None
     rule_problems: list[str] = field(default_factory=list)
     shifts: dict[str, list[dict]] = field(default_factory=dict)  # per pair: TileResult.shift_report
-    warnings: list[str] = field(default_factory=list)  # about the imagery, once each (TileResult.warning)
+    warnings: list[str] = field(default_factory=list)  # about the imagery and how it was read, once each
 
     def summary(self) -> dict[str, object]:
         moved = [max(math.hypot(s["rows"], s["cols"]) for s in report if s.get("agreed"))
@@ -78,7 +78,8 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary.
 
     ``shifts``: per pair name, the misregistration measured for each of its earlier tiles
-    (:meth:`TileResult.shift_report`); ``warnings``: each pair's :attr:`TileResult.warning`.
+    (:meth:`TileResult.shift_report`); ``warnings``: lines for the user about the imagery (:func:`pair_warnings`,
+    each pair's :attr:`TileResult.warning`; None and repeats are dropped).
     """
     crs = pairs[0].after.vector_crs
     pixels = sum(p.pixels for p in pairs)

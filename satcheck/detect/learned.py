@@ -87,7 +87,7 @@ class ModelDetector:
             return None
         size = f"{self.px_m:.3g} m pixels" + (f" (enlarged {self.zoom:g}x)" if self.zoom != 1 else "")
         return (f"{size} are outside the {lo:g}-{hi:g} m the model ({self.path.name}) was trained on: expect missed "
-                f"and false changes; resample the tiles into that range or use --detector cva")
+                "and false changes; resample the tiles into that range or use --detector cva")
 
     def score(self, pw: PairWindow) -> ChangeScores:
         before, after = to_input(pw.before), to_input(pw.after)
