@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/synthetic_scenes.py [--detector model|cva] [--scenes 6] [--size 1024] [--model PATH]
                                                     [--first-seed 90000] [--misses]
+                                                    [--stitched N [--no-window-coregister]]
 
 Prints object recall of planted construction and excavation (>= 200 m², matched at IoU >= 0.3 and
 >= 0.5), also over the planted objects that are at least half clear of the later date's cloud and its
@@ -48,6 +49,20 @@ def print_misses(scene: str, score: ObjectScore, truth: gpd.GeoDataFrame, prob_d
               f"best IoU {best:.2f}, mean probability {p}, masked {np.mean(inside == nodata):.2f}", file=sys.stderr)
 
 
+def stitch(path: Path, n: int) -> None:
+    """Rewrite an earlier-date file as a mosaic of two scenes misregistered in opposite directions."""
+    with rasterio.open(path) as src:
+        data, profile, tags = src.read(), src.profile, src.tags()
+        names = src.descriptions
+    half = data.shape[2] // 2
+    data = np.concatenate([np.roll(data, (n, n), (1, 2))[:, :, :half], np.roll(data, (-n, -n), (1, 2))[:, :, half:]], 2)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(**tags)
+        for i, name in enumerate(names, 1):
+            dst.set_band_description(i, name or "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--detector", default="model")
@@ -62,12 +77,17 @@ def main() -> None:
     ap.add_argument("--normalise", default=None, help="normalise.method (default: the config's)")
     ap.add_argument("--coregister-max-px", type=float, default=None,
                     help="align.coregister_max_px (default: the config's; 0 = no co-registration)")
+    ap.add_argument("--stitched", type=int, default=0, metavar="N",
+                    help="the earlier date as one file whose left half is N px off one way and right half N px the "
+                         "other way (a mosaic of two scenes; use --size 2048 or more so tiles have several windows)")
+    ap.add_argument("--no-window-coregister", action="store_true", help="align.coregister_windows off")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     cfg = RunConfig().with_overrides(**{"detect.detector": a.detector, "output.probability_cog": a.misses,
                                         "detect.model.threshold": a.threshold, "detect.model.weights": a.model,
                                         "cleanup.min_mean_score": a.min_mean_score, "normalise.method": a.normalise,
-                                        "align.coregister_max_px": a.coregister_max_px})
+                                        "align.coregister_max_px": a.coregister_max_px,
+                                        "align.coregister_windows": False if a.no_window_coregister else None})
     totals = {"truths": 0, "found_03": 0, "found_05": 0, "visible": 0, "visible_found": 0, "false": 0, "km2": 0.0,
               "nuisance_false": 0, "nuisance_km2": 0.0, "type_ok": 0, "typed": 0}
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,7 +95,10 @@ def main() -> None:
             for changes in (True, False):
                 d = Path(tmp) / f"s{i}_{int(changes)}"
                 gsd = (0.5, 1.0, 2.0)[i % 3]
-                write_scene(d, SceneSpec(seed=a.first_seed + i, size=a.size, gsd=gsd, after_tiles=1, changes=changes))
+                write_scene(d, SceneSpec(seed=a.first_seed + i, size=a.size, gsd=gsd, after_tiles=1, changes=changes,
+                                         before_strips=1 if a.stitched else 2))
+                if a.stitched:
+                    stitch(next((d / "before").glob("*.tif")), a.stitched)
                 res = detect_changes(d / "before", d / "after", d / "out", cfg)
                 km2 = res.pixels * gsd * gsd / 1e6
                 truth = gpd.read_file(d / "truth" / "changes.gpkg")

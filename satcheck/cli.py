@@ -89,8 +89,10 @@ def _print_summary(s: dict) -> None:
     t.add_row("tile pairs", str(s["pairs"]))
     t.add_row("area", f"{s['area_km2']} km² ({s['megapixels']} Mpx, {s['masked_share'] * 100:.1f} % cloud/shadow)")
     co = s.get("coregistered") or {}
+    windows = co.get("windows_on_their_own", 0)
     t.add_row("co-registered", f"{co.get('pairs', 0)} of {s['pairs']} pairs, shifts up to "
-                               f"{co.get('largest_shift_px', 0):.1f} px")
+                               f"{co.get('largest_shift_px', 0):.1f} px"
+                               + (f" ({plural(windows, 'window')} moved on their own)" if windows else ""))
     t.add_row("changes", f"{plural(s['changes'], 'polygon')}, {s['change_area_m2']:.0f} m²")
     for k, v in s["changes_by_type"].items():
         t.add_row(f"  {k}", f"{plural(v['count'], 'polygon')}, {v['area_m2']:.0f} m²")

@@ -43,6 +43,9 @@ class AlignConfig(_Strict):
     resampling: Literal["nearest", "bilinear", "cubic"] = "bilinear"
     coregister_max_px: float = Field(
         8.0, ge=0, le=64, description="Largest shift between the dates measured and corrected, in pixels; 0 = off.")
+    coregister_windows: bool = Field(
+        True, description="Where an earlier tile's chips disagree on one shift (relief, a mosaic of several scenes), "
+                          "measure and correct each window on its own.")
 
 
 class MaskConfig(_Strict):

@@ -50,19 +50,20 @@ class Shift:
 NO_SHIFT = Shift()
 
 
-def measuring_chips(window: Window) -> list[Window]:
-    """Where a pair's shift is measured: 3 × 3 chips of 512 px on large windows, 2 × 2 of at least 256 px on
+def measuring_chips(window: Window, chip_px: int = 512) -> list[Window]:
+    """Where a pair's shift is measured: 3 × 3 chips of ``chip_px`` on large windows, 2 × 2 of at least 256 px on
     smaller ones; none on windows under 342 px, too small to tell a shift from the change in them."""
     side = min(int(window.width), int(window.height))
-    size = int(min(512, 0.75 * side))
+    size = int(min(chip_px, 0.75 * side))
     if size < 256:
         return []
     return spread_windows(window, size, 3 if side >= 1536 else 2)
 
 
-def measure_arrays(before: np.ndarray, after: np.ndarray, valid: np.ndarray, max_px: float) -> Shift:
-    """The shift of an earlier date (bands, h, w) against the later one, both in memory (evaluation)."""
-    chips = measuring_chips(Window(0, 0, after.shape[2], after.shape[1]))
+def measure_arrays(before: np.ndarray, after: np.ndarray, valid: np.ndarray, max_px: float,
+                   chip_px: int = 512) -> Shift:
+    """The shift of an earlier date (bands, h, w) against the later one, both in memory (evaluation, windows)."""
+    chips = measuring_chips(Window(0, 0, after.shape[2], after.shape[1]), chip_px)
     if max_px <= 0 or not chips:
         return NO_SHIFT
     slices = [w.toslices() for w in chips]
@@ -138,9 +139,20 @@ def estimate_shift(chips: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], m
 
 
 def shift_array(img: np.ndarray, shift: Shift) -> np.ndarray:
-    """An earlier date (bands, h, w) moved onto the later date's pixels by whole pixels (edges repeated), as a
-    run moves an earlier tile on the same grid: no resampling."""
+    """An earlier date (bands, h, w), or its mask (h, w), moved onto the later date's pixels by whole pixels (edges
+    repeated), as a run moves an earlier tile on the same grid: no resampling."""
     rows, cols = shift.rounded()
     if rows == cols == 0:
         return img
-    return ndimage.shift(img, (0, -rows, -cols), order=0, mode="nearest")
+    h, w = img.shape[-2:]
+    if abs(rows) >= h or abs(cols) >= w:
+        raise ValueError(f"a shift of ({rows}, {cols}) px does not fit an image of {h} x {w}")
+    # out[r, c] = img[r + rows, c + cols], edges repeated: slices, about 40 times faster than ndimage.shift.
+    out = np.empty_like(img)
+    r0, r1, c0, c1 = max(0, -rows), min(h, h - rows), max(0, -cols), min(w, w - cols)
+    out[..., r0:r1, c0:c1] = img[..., r0 + rows:r1 + rows, c0 + cols:c1 + cols]
+    out[..., :r0, c0:c1] = out[..., r0:r0 + 1, c0:c1]
+    out[..., r1:, c0:c1] = out[..., r1 - 1:r1, c0:c1]
+    out[..., :c0] = out[..., c0:c0 + 1]
+    out[..., c1:] = out[..., c1 - 1:c1]
+    return out

@@ -105,3 +105,70 @@ def test_earlier_tiles_off_by_different_amounts_are_each_corrected(tmp_path):
     changes = gpd.read_file(tmp_path / "out" / "changes.gpkg")
     assert len(changes) == 1
     assert changes.geometry.iloc[0].hausdorff_distance(box(*bounds)) <= 2.0
+
+
+def _stitched_pair(folder, size=2048, offset=3):
+    """One earlier file stitched from two scenes: its left half is (offset, offset) px off, its right half the
+    other way; the later date is the same ground, in place."""
+    from rasterio.transform import from_origin
+
+    from tests.generate import ORIGIN, write
+
+    after = textured(5, (size, size))
+    before = np.concatenate([np.roll(after, (offset, offset), (1, 2))[:, :, : size // 2],
+                             np.roll(after, (-offset, -offset), (1, 2))[:, :, size // 2:]], axis=2)
+    t = from_origin(*ORIGIN, 1, 1)
+    return (write(folder / "before" / "S_20260901.tif", before, t),
+            write(folder / "after" / "S_20261001.tif", after, t))
+
+
+@pytest.mark.parametrize("per_window", [True, False])
+def test_misregistration_that_varies_across_a_tile_is_corrected_window_by_window(tmp_path, per_window):
+    """The tile's chips disagree (3 px one way on the left, 3 px the other way on the right), so no tile shift;
+    each 1024 px window then measures its own and lines up, unless align.coregister_windows is off."""
+    from satcheck.align import PairReader, pair_tiles
+    from satcheck.config import RunConfig
+    from satcheck.tiles import open_tile
+    from satcheck.windows import window_grid, with_halo
+
+    b, a = _stitched_pair(tmp_path)
+    (pair,) = pair_tiles([open_tile(b)], [open_tile(a)])
+    cfg = RunConfig().with_overrides(**{"align.coregister_windows": per_window})
+    with PairReader(pair, cfg) as reader:
+        assert not reader.shifts[0].agreed
+        worst = 0.0
+        for core in window_grid(2048, 2048, 1024):
+            pw = reader.read(with_halo(core, 48, 2048, 2048)[0])
+            inner = (slice(None), slice(60, -60), slice(60, -60))
+            worst = max(worst, float(np.abs(pw.before[inner] - pw.after[inner]).mean()))
+        report = reader.window_report()
+    if per_window:
+        assert report == {"measured": 4, "moved": 4, "largest_px": pytest.approx(3 * 2 ** 0.5, abs=0.2)}
+        assert worst < 0.01
+    else:
+        assert report is None and worst > 0.02
+
+
+def test_windows_moved_on_their_own_are_reported(tmp_path):
+    b, a = _stitched_pair(tmp_path)
+    r = runner.invoke(app, ["run", str(b), str(a), "--out", str(tmp_path / "out"), "--detector", "cva", "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    assert s["coregistered"] == {"pairs": 1, "largest_shift_px": pytest.approx(4.24, abs=0.2),
+                                 "windows_on_their_own": 4}
+    (tile,) = json.loads((tmp_path / "out" / "run.json").read_text())["tiles"][0]["shift_px"]
+    assert not tile["agreed"] and tile["windows"]["moved"] == 4
+
+
+@pytest.mark.parametrize("rows, cols", [(3, -2), (-5, 4), (0, 3), (2, 0), (0.4, -0.3)])
+def test_whole_pixel_shift_repeats_the_edges(rows, cols):
+    from scipy import ndimage
+
+    from satcheck.coregister import Shift
+
+    img = np.random.default_rng(1).integers(0, 255, (3, 40, 50)).astype(np.uint8)
+    s = Shift(rows, cols, agreed=True)
+    ref = ndimage.shift(img, (0, -round(rows), -round(cols)), order=0, mode="nearest")
+    assert np.array_equal(shift_array(img, s), ref)
+    mask = img[0] > 100
+    assert np.array_equal(shift_array(mask, s), ref[0] > 100)

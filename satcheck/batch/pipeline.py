@@ -41,8 +41,9 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)  # about the imagery and how it was read, once each
 
     def summary(self) -> dict[str, object]:
-        moved = [max(math.hypot(s["rows"], s["cols"]) for s in report if s.get("agreed"))
-                 for report in self.shifts.values() if any(s.get("agreed") for s in report)]
+        per_pair = [[m for m in map(_moved_px, report) if m is not None] for report in self.shifts.values()]
+        moved = [max(ms) for ms in per_pair if ms]
+        windows = sum(s.get("windows", {}).get("moved", 0) for report in self.shifts.values() for s in report)
         by_type = self.changes.groupby("change_type")["area_m2"].agg(["count", "sum"]) if len(self.changes) else None
         px_area = self.pairs[0].after.pixel_area_m2 if self.pairs else 0
         return {
@@ -58,11 +59,20 @@ class RunResult:
             "change_area_m2": round(float(self.changes["area_m2"].sum()), 1) if len(self.changes) else 0.0,
             "seconds": round(self.seconds, 2),
             "mpx_per_s": round(self.pixels / 1e6 / max(self.seconds, 1e-9), 3),
-            "coregistered": {"pairs": len(moved), "largest_shift_px": round(max(moved), 2) if moved else 0.0},
+            "coregistered": {"pairs": len(moved), "largest_shift_px": round(max(moved), 2) if moved else 0.0,
+                             "windows_on_their_own": windows},
             "warnings": self.warnings,
             "outputs": self.outputs,
         } | ({"patches": patch_summary(self.patches), "rule_problems": self.rule_problems}
              if self.patches is not None else {})
+
+
+def _moved_px(tile: dict) -> float | None:
+    """How far one earlier tile of run.json's shift_px was moved: its agreed shift, else the largest shift of its
+    windows measured on their own (None: not moved)."""
+    if tile.get("agreed"):
+        return math.hypot(tile["rows"], tile["cols"])
+    return tile.get("windows", {}).get("largest_px") or None
 
 
 def make_outdir(out: Path) -> None:

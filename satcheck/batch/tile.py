@@ -35,10 +35,13 @@ class TileResult:
     masked: int
     shifts: tuple[Shift, ...] = ()  # each earlier tile's misregistration, measured and corrected
     warning: str | None = None  # the detector's Detector.imagery_warning for this pair
+    windows: dict | None = None  # PairReader.window_report: windows measured on their own
 
     def shift_report(self, pair: Pair) -> list[dict]:
-        """Per earlier tile: its name and :meth:`Shift.as_dict`, as run.json gives them."""
-        return [{"tile": b.path.name} | s.as_dict() for b, s in zip(pair.befores, self.shifts)]
+        """Per earlier tile: its name and :meth:`Shift.as_dict`, as run.json gives them; tiles whose chips did not
+        agree also get ``windows``, how the windows measured on their own moved."""
+        return [{"tile": b.path.name} | s.as_dict() | ({"windows": self.windows} if self.windows and not s.agreed
+                                                       else {}) for b, s in zip(pair.befores, self.shifts)]
 
 
 def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
@@ -90,6 +93,7 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
                 done += int(core.width * core.height)
                 if progress:
                     progress(done)
+            windows = reader.window_report()
         if dst is not None:
             dst.close()
             with atomic_path(prob_path) as tmp:
@@ -99,7 +103,7 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
         if dst is not None:
             dst.close()
             scratch.unlink(missing_ok=True)
-    return TileResult(pair.name, pieces, pair.pixels, n_masked, shifts, warning)
+    return TileResult(pair.name, pieces, pair.pixels, n_masked, shifts, warning, windows)
 
 
 def reproject_pieces(pieces: list[Piece], src, dst) -> list[Piece]:
