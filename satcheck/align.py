@@ -353,7 +353,7 @@ class PairReader(contextlib.AbstractContextManager):
         # Chips of 256 px: a quarter of the cost of the tile's 512 px ones, paid on every window.
         shift = measure_arrays(before, after, b_ok & a_ok, self.config.align.coregister_max_px, chip_px=256)
         if not shift.chips:
-            return before, b_ok  # too small a window to measure (tile edges)
+            return before, b_ok  # no chip measured: a window too narrow for chips (tile edges), or bare of edges
         self.window_shifts.append(shift)
         if shift.rounded() == (0, 0):
             return before, b_ok
