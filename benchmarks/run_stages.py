@@ -62,7 +62,8 @@ def main() -> None:
     SECONDS["imports"] = time.perf_counter() - t
 
     timed(pipeline, "get_detector", "detector set-up")
-    timed(satcheck.align.PairReader, "_measure_shift", "co-registration")
+    timed(satcheck.align.PairReader, "_measure_shifts", "co-registration")
+    timed(satcheck.align.PairReader, "_moved_in_window", "window co-registration (readers)")
     timed(satcheck.align.PairReader, "_prepare", "statistics and cloud masks")
     timed(satcheck.align.PairReader, "read", "reading windows (own threads)")
     timed(satcheck.detect.learned.ModelDetector, "score", "score")

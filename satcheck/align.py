@@ -217,9 +217,10 @@ class PairReader(contextlib.AbstractContextManager):
             self.shifts = self._measure_shifts()
             # One shift for a whole earlier tile fails where the misregistration varies across it (relief
             # displacement in hills, an earlier date stitched from several scenes): then each window, about a
-            # kilometre, is measured on its own; pairs whose tiles agreed on a shift pay nothing for this.
+            # kilometre, is measured on its own. Pairs whose tiles agreed on a shift, or were too small to measure,
+            # pay nothing for this.
             self._per_window = (config.align.coregister_windows and config.align.coregister_max_px > 0
-                                and not all(s.agreed for s in self.shifts))
+                                and any(s.disputed for s in self.shifts))
             self.window_shifts: list[Shift] = []  # one per window measured (appended from the reader threads)
             for _ in range(max(1, readers)):
                 self._idle.put(self._open(self._stack, self.shifts))
@@ -360,7 +361,7 @@ class PairReader(contextlib.AbstractContextManager):
         return shift_array(before, shift), shift_array(b_ok, shift)
 
     def window_report(self) -> dict[str, float | int] | None:
-        """How the windows measured on their own moved: None where none was (the tiles agreed on a shift)."""
+        """How the windows measured on their own moved: None where none was (no tile's chips disagreed)."""
         if not self.window_shifts:
             return None
         moved = [math.hypot(s.rows, s.cols) for s in self.window_shifts if s.agreed and s.rounded() != (0, 0)]

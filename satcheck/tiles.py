@@ -153,9 +153,7 @@ def open_tile(path: str | os.PathLike, order: Sequence[int] | None = None) -> Ti
         raise TileReadError(f"{p}: is a folder; pass a GeoTIFF file")
     try:
         with rasterio.open(p) as src:
-            image = image_bands(src, order, p)
-            known = "bands.before/after" if order else (
-                "colour interpretation or band names" if _colour_roles(src, image) else "file order")
+            image, known = _band_order(src, order, p)
             info = TileInfo(
                 path=p,
                 crs=src.crs,
@@ -193,6 +191,11 @@ def image_bands(src, order: Sequence[int] | None = None, path: Path | None = Non
     (colour interpretation, or band descriptions such as "red" or "NIR"), then NIR, then the rest; a file that
     names none is taken in its own order. An alpha band is never an image band.
     """
+    return _band_order(src, order, path)[0]
+
+
+def _band_order(src, order: Sequence[int] | None, path: Path | None) -> tuple[list[int], str]:
+    """:func:`image_bands`, and where the order came from (:attr:`TileInfo.band_order_from`)."""
     if order:
         bad = [b for b in order if not 1 <= b <= src.count]
         if bad or len(set(order)) != len(order):
@@ -200,14 +203,14 @@ def image_bands(src, order: Sequence[int] | None = None, path: Path | None = Non
                 f"{path or src.name}: band order {list(order)} does not fit its {src.count} bands; set bands.before / "
                 "bands.after to each band number once, red, green, blue (and NIR), e.g. [3, 2, 1, 4] for "
                 "blue-green-red-NIR files")
-        return list(order)
+        return list(order), "bands.before/after"
     image = [i for i, ci in enumerate(src.colorinterp, 1) if ci != ColorInterp.alpha or not _looks_like_alpha(src, i)]
     image = image or [1]
     roles = _colour_roles(src, image)
     if not roles:
-        return image
+        return image, "file order"
     first = [roles[r] for r in ("red", "green", "blue", "nir") if r in roles]
-    return first + [i for i in image if i not in first]
+    return first + [i for i in image if i not in first], "colour interpretation or band names"
 
 
 def _colour_roles(src, image: list[int]) -> dict[str, int]:

@@ -43,7 +43,9 @@ class RunResult:
     def summary(self) -> dict[str, object]:
         per_pair = [[m for m in map(_moved_px, report) if m is not None] for report in self.shifts.values()]
         moved = [max(ms) for ms in per_pair if ms]
-        windows = sum(s.get("windows", {}).get("moved", 0) for report in self.shifts.values() for s in report)
+        # A pair's window report is repeated on each of its earlier tiles whose chips disagreed: once per pair.
+        windows = sum(max((s.get("windows", {}).get("moved", 0) for s in report), default=0)
+                      for report in self.shifts.values())
         by_type = self.changes.groupby("change_type")["area_m2"].agg(["count", "sum"]) if len(self.changes) else None
         px_area = self.pairs[0].after.pixel_area_m2 if self.pairs else 0
         return {

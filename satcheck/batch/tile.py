@@ -38,9 +38,9 @@ class TileResult:
     windows: dict | None = None  # PairReader.window_report: windows measured on their own
 
     def shift_report(self, pair: Pair) -> list[dict]:
-        """Per earlier tile: its name and :meth:`Shift.as_dict`, as run.json gives them; tiles whose chips did not
-        agree also get ``windows``, how the windows measured on their own moved."""
-        return [{"tile": b.path.name} | s.as_dict() | ({"windows": self.windows} if self.windows and not s.agreed
+        """Per earlier tile: its name and :meth:`Shift.as_dict`, as run.json gives them; tiles whose chips disagreed
+        also get ``windows``, how the pair's windows measured on their own moved."""
+        return [{"tile": b.path.name} | s.as_dict() | ({"windows": self.windows} if self.windows and s.disputed
                                                        else {}) for b, s in zip(pair.befores, self.shifts)]
 
 
