@@ -1,4 +1,4 @@
-"""`satcheck review ...`: the ledger from the command line."""
+"""`satcheck review ...`: the ledger from the command line (exports and the field package: cli_review_out.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from rich.table import Table
 from satcheck.cli_common import fail, out
 from satcheck.errors import SatcheckError
 
-review_app = typer.Typer(help="Review ledger: import patches, decide, export, statistics, local web page.",
-                         no_args_is_help=True)
+review_app = typer.Typer(help="Review ledger: import patches, decide, undo, export, field package, statistics, "
+                              "local web page.", no_args_is_help=True)
 
 LEDGER = typer.Argument(..., help="Ledger file (SQLite), one per jurisdiction.")
 
@@ -28,15 +28,36 @@ def _open(ledger: Path, config: Optional[Path], create: bool = False):
 CONFIG = typer.Option(None, "--config", "-c", help="Run configuration (YAML) with the review section.")
 BY = typer.Option(..., "--by", help="Reviewer name, recorded with the decision.")
 NOTE = typer.Option(None, "--note", help="Free text kept with the decision.")
+PERIOD = typer.Option(None, "--period", help="YYYY-MM, e.g. 2026-10.")
+CLASS = typer.Option(None, "--class", help="Patch class, e.g. farmland_construction.")
+ADMIN = typer.Option(None, "--admin", help="Admin code or its leading digits, e.g. 3608.")
+
+
+def checked_filters(lg, period: Optional[str], cls: Optional[str], state: Optional[str], admin: Optional[str],
+                    states: Optional[tuple[str, ...]] = None) -> None:
+    """Unknown states, classes, periods and admin codes are errors that list the valid ones."""
+    from satcheck.review.filters import FilterError, check_admin, check_class, check_period, check_state
+    from satcheck.review.states import STATES
+
+    known = [r[0] for r in lg.db.execute("SELECT DISTINCT period FROM patches ORDER BY period")]
+    for hint, check in (("--state", lambda: check_state(state, states or STATES)), ("--class", lambda: check_class(cls)),
+                        ("--period", lambda: check_period(period, known)), ("--admin", lambda: check_admin(admin))):
+        try:
+            check()
+        except FilterError as exc:
+            raise typer.BadParameter(str(exc), param_hint=hint) from None
 
 
 @review_app.command("import")
 def import_(ledger: Path = LEDGER, patches: Path = typer.Argument(..., help="patches.gpkg of a run."),
             config: Optional[Path] = CONFIG) -> None:
     """Add a period's patches; patches that continue a known case are linked to it."""
+    from satcheck.review.paths import make_portable
+
     try:
         with _open(ledger, config, create=True) as lg:
             r = lg.import_patches(patches)
+            make_portable(lg)  # chips and source relative to the ledger: the folder can move
     except SatcheckError as exc:
         raise fail(exc) from None
     if r.already_imported:
@@ -47,19 +68,23 @@ def import_(ledger: Path = LEDGER, patches: Path = typer.Argument(..., help="pat
 
 
 @review_app.command("list")
-def list_(ledger: Path = LEDGER, period: Optional[str] = typer.Option(None, "--period"),
-          cls: Optional[str] = typer.Option(None, "--class"), state: Optional[str] = typer.Option(None, "--state"),
-          admin: Optional[str] = typer.Option(None, "--admin"), min_area: Optional[float] = typer.Option(None, "--min-area"),
+def list_(ledger: Path = LEDGER, period: Optional[str] = PERIOD, cls: Optional[str] = CLASS,
+          state: Optional[str] = typer.Option(None, "--state"), admin: Optional[str] = ADMIN,
+          min_area: Optional[float] = typer.Option(None, "--min-area"),
           as_json: bool = typer.Option(False, "--json"), config: Optional[Path] = CONFIG) -> None:
     """Patches with their current state, filtered."""
     try:
         with _open(ledger, config) as lg:
+            checked_filters(lg, period, cls, state, admin)
             rows = lg.patches(period, cls, state, admin, min_area)
             reviewed, total = lg.progress(period)
     except SatcheckError as exc:
         raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps({"patches": rows, "reviewed": reviewed, "in_review": total}, ensure_ascii=False))
+        return
+    if not rows:
+        out.print(f"{ledger}: no patches match ({reviewed} / {total} reviewed)", highlight=False)
         return
     t = Table(title=f"{ledger}: {reviewed} / {total} reviewed", title_justify="left")
     for c in ("patch_id", "period", "class", "area_m2", "admin", "state", "by"):
@@ -73,10 +98,13 @@ def list_(ledger: Path = LEDGER, period: Optional[str] = typer.Option(None, "--p
 @review_app.command()
 def show(ledger: Path = LEDGER, patch_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json"),
          config: Optional[Path] = CONFIG) -> None:
-    """One patch: attributes and the history of decisions."""
+    """One patch: attributes, chips and the history of decisions."""
+    from satcheck.review.paths import chips
+
     try:
         with _open(ledger, config) as lg:
             d = lg.patch(patch_id)
+            d["chips"] = {w: c.as_dict() for w, c in chips(lg, patch_id).items()}
     except SatcheckError as exc:
         raise fail(exc) from None
     if as_json:
@@ -86,6 +114,9 @@ def show(ledger: Path = LEDGER, patch_id: str = typer.Argument(...), as_json: bo
     for k, v in d["attrs"].items():
         if v not in (None, ""):
             t.add_row(k, str(v))
+    for w, c in d["chips"].items():
+        if c["path"]:
+            t.add_row(f"chip {w}", c["path"] if c["ok"] else f"MISSING: {c['path']}")
     out.print(t)
     for e in d["history"]:
         out.print(f"  {e['at'][:19]} {e['reviewer']}: {e['from_state']} → {e['to_state']}"
@@ -131,6 +162,23 @@ def defer(ledger: Path = LEDGER, patch_ids: list[str] = IDS, by: str = BY, note:
 
 
 @review_app.command()
+def reopen(ledger: Path = LEDGER, patch_ids: list[str] = IDS, by: str = BY,
+           note: Optional[str] = typer.Option(None, "--note", help="Why the decision is undone."),
+           config: Optional[Path] = CONFIG) -> None:
+    """Undo the latest decision: the patch goes back to its previous state (a new event; history is kept)."""
+    from satcheck.review.undo import reopen as undo
+
+    try:
+        with _open(ledger, config) as lg:
+            for pid in patch_ids:
+                e, undone = undo(lg, pid, by, note)
+                out.print(f"{pid}: {e.from_state} → {e.to_state} (undoes {undone.reviewer}'s decision of "
+                          f"{undone.at[:19].replace('T', ' ')})", highlight=False)
+    except SatcheckError as exc:
+        raise fail(exc) from None
+
+
+@review_app.command()
 def field(ledger: Path = LEDGER, patch_ids: list[str] = IDS,
           result: str = typer.Option(..., "--result", help="verified_illegal, verified_legal or rectified"),
           by: str = BY, note: Optional[str] = NOTE, config: Optional[Path] = CONFIG) -> None:
@@ -143,7 +191,8 @@ def field(ledger: Path = LEDGER, patch_ids: list[str] = IDS,
 
 
 @review_app.command()
-def bulk(ledger: Path = LEDGER, csv_file: Path = typer.Argument(..., help="CSV with patch_id, decision, reason, note."),
+def bulk(ledger: Path = LEDGER, csv_file: Path = typer.Argument(..., help="CSV with patch_id, decision, reason, note "
+                                                                          "(UTF-8, UTF-8 with BOM or GBK/GB18030)."),
          by: str = BY, config: Optional[Path] = CONFIG) -> None:
     """Apply many decisions from a CSV: all of them, or none if any row is wrong."""
     try:
@@ -152,34 +201,6 @@ def bulk(ledger: Path = LEDGER, csv_file: Path = typer.Argument(..., help="CSV w
     except SatcheckError as exc:
         raise fail(exc) from None
     out.print(f"{len(events)} decisions applied")
-
-
-@review_app.command()
-def export(ledger: Path = LEDGER, out_file: Path = typer.Option(..., "--out", "-o",
-                                                               help="File: .gpkg, .geojson, .kml, .csv or .shp"),
-           state: Optional[str] = typer.Option(None, "--state", help="e.g. accepted: the list for the field teams"),
-           period: Optional[str] = typer.Option(None, "--period"), cls: Optional[str] = typer.Option(None, "--class"),
-           admin: Optional[str] = typer.Option(None, "--admin"), config: Optional[Path] = CONFIG) -> None:
-    """Export patches with their current state (status column)."""
-    from satcheck.export import FORMATS, write_all
-
-    fmt = out_file.suffix.lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise typer.BadParameter(f"'{out_file.suffix}' is not one of .{', .'.join(FORMATS)}", param_hint="--out")
-    try:
-        with _open(ledger, config) as lg:
-            gdf = lg.geodataframe(period=period, cls=cls, state=state, admin=admin)
-        if len(gdf) == 0:
-            from satcheck.patches import empty_patches
-
-            gdf = empty_patches(lg.crs or "EPSG:4547")
-        from satcheck.patches import PATCH_FIELDS
-
-        gdf = gdf[list(PATCH_FIELDS) + ["geometry"]]
-        written = write_all(gdf, out_file.parent, (fmt,), stem=out_file.stem)
-    except SatcheckError as exc:
-        raise fail(exc) from None
-    out.print(f"{len(gdf)} patches → {written[fmt]}")
 
 
 @review_app.command()
@@ -225,8 +246,10 @@ def serve(ledger: Path = LEDGER, host: str = typer.Option("127.0.0.1", "--host")
           port: int = typer.Option(8765, "--port"),
           token: Optional[str] = typer.Option(None, "--token", help="Required on any address but loopback."),
           by: str = typer.Option("", "--by", help="Reviewer name filled in on the page."),
+          rules: Optional[Path] = typer.Option(None, "--rules", help="Folder of rule layers: farmland, basic farmland, "
+                                                                     "permits and admin units drawn on the map."),
           config: Optional[Path] = CONFIG) -> None:
-    """Open the local review page (list, map, before/after chips, keyboard decisions)."""
+    """Open the local review page (list, map, before/after chips, keyboard decisions, u to undo)."""
     from satcheck.config import load_config
     from satcheck.review.server import is_loopback
     from satcheck.review.server import serve as run_server
@@ -234,10 +257,21 @@ def serve(ledger: Path = LEDGER, host: str = typer.Option("127.0.0.1", "--host")
     if not is_loopback(host) and not token:
         raise typer.BadParameter(f"{host} is not a loopback address: pass --token so that only reviewers with it "
                                  "can decide", param_hint="--token")
+    if rules is not None and not rules.is_dir():
+        raise typer.BadParameter(f"{rules} is not a folder; pass the --rules folder of the runs", param_hint="--rules")
     try:
-        cfg = load_config(config).review
+        cfg = load_config(config)
         url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
         out.print(f"review page: {url}  (Ctrl-C to stop)")
-        run_server(ledger, host, port, token, cfg, by)
+        run_server(ledger, host, port, token, cfg.review, by, rules=rules, rules_config=cfg.rules)
     except SatcheckError as exc:
         raise fail(exc) from None
+
+
+def _register() -> None:
+    from satcheck import cli_review_out
+
+    cli_review_out.register(review_app)
+
+
+_register()

@@ -1,13 +1,18 @@
-"""Writing patches: GeoPackage (canonical), GeoJSON, KML, CSV and Shapefile.
+"""Writing patches: GeoPackage (canonical), GeoJSON, KML, CSV, Shapefile and an Excel table (.xlsx).
 
 Every file is written under a temporary name and renamed into place, so
 an interrupted export never leaves a half-written file under a final name.
+The tables for people (CSV, KML, .xlsx) never show ``nan``; with
+``lang="zh"`` their headers and values (class, change type, state, yes/no)
+are Chinese.  Review exports carry :data:`satcheck.labels.REVIEW_FIELDS`
+after the patch fields.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -16,9 +21,10 @@ import pandas as pd
 
 from satcheck.atomic import atomic_dir, atomic_path
 from satcheck.errors import OutputError
+from satcheck.labels import REVIEW_FIELDS, default_reasons_zh, display
 from satcheck.patches import CLASS_ZH, PATCH_FIELDS
 
-FORMATS = ("gpkg", "geojson", "kml", "csv", "shp")
+FORMATS = ("gpkg", "geojson", "kml", "csv", "shp", "xlsx")
 LAYER = "patches"
 SHP_NAMES = {
     "patch_id": "patch_id", "period": "period", "class": "class", "change_type": "chg_type",
@@ -28,7 +34,10 @@ SHP_NAMES = {
     "centroid_y": "cent_y", "admin_code": "xzqdm", "admin_name": "xzqmc", "permit_no": "permit_no",
     "permit_holder": "pmt_holder", "approval_no": "approv_no", "before_date": "before_dt", "after_date": "after_dt",
     "before_tiles": "before_img", "after_tiles": "after_img", "status": "status",
+    "reviewer": "reviewer", "decided_at": "decided_at", "reason": "reason", "note": "note", "prev_patch_id": "prev_id",
 }
+# Columns Excel would turn into numbers or dates unless they are text cells.
+TEXT_FIELDS = {k for k, v in {**PATCH_FIELDS, **REVIEW_FIELDS}.items() if v[0] == "str"}
 # KML colours are aabbggrr.
 KML_COLOURS = {
     "farmland_construction": "ff0000ff", "illegal_mining": "ff00a5ff", "expired_permit_mining": "ff00d7ff",
@@ -72,24 +81,57 @@ def write_geojson(patches: gpd.GeoDataFrame, path: Path) -> Path:
     return path
 
 
-def _headers(lang: str) -> list[str]:
-    return [PATCH_FIELDS[k][2] for k in PATCH_FIELDS] if lang == "zh" else list(PATCH_FIELDS)
+def fields(patches: pd.DataFrame) -> list[str]:
+    """The patch fields, then the review fields the frame has."""
+    return list(PATCH_FIELDS) + [k for k in REVIEW_FIELDS if k in patches.columns]
+
+
+def header(field: str, lang: str) -> str:
+    return {**PATCH_FIELDS, **REVIEW_FIELDS}[field][2] if lang == "zh" else field
+
+
+def _headers(lang: str, names: list[str] | None = None) -> list[str]:
+    return [header(k, lang) for k in (names or list(PATCH_FIELDS))]
+
+
+def _rows(patches: pd.DataFrame, names: list[str], lang: str):
+    reasons = default_reasons_zh() if lang == "zh" else None
+    for _, r in patches.iterrows():
+        yield [display(k, r[k] if k in r.index else None, lang, reasons) for k in names]
 
 
 def write_csv(patches: gpd.GeoDataFrame, path: Path, lang: str = "en") -> Path:
     # UTF-8 with BOM: spreadsheet programs then show Chinese correctly.
+    names = fields(patches)
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8-sig", newline="") as f:
             w = csv.writer(f)
-            w.writerow(_headers(lang))
-            for _, r in patches.iterrows():
-                row = []
-                for k in PATCH_FIELDS:
-                    v = r[k]
-                    if k == "class" and lang == "zh":
-                        v = CLASS_ZH.get(v, v)
-                    row.append("" if v is None or (isinstance(v, float) and pd.isna(v)) else v)
-                w.writerow(row)
+            w.writerow(_headers(lang, names))
+            w.writerows(_rows(patches, names, lang))
+    return path
+
+
+def write_xlsx(patches: gpd.GeoDataFrame, path: Path, lang: str = "en") -> Path:
+    """One sheet, one row per patch; text fields are text cells, so DLBM 0101 and period 2026-10 stay as they are."""
+    from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
+
+    names = fields(patches)
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "图斑" if lang == "zh" else "patches"
+    ws.append(_headers(lang, names))
+    for row in _rows(patches, names, lang):
+        ws.append([str(v) if k in TEXT_FIELDS and v != "" else v for k, v in zip(names, row)])
+    for j, k in enumerate(names, start=1):
+        col = get_column_letter(j)
+        if k in TEXT_FIELDS:
+            for cell in ws[col]:
+                cell.number_format = "@"
+        ws.column_dimensions[col].width = min(40, max(10, len(header(k, lang)) * (2 if lang == "zh" else 1) + 2))
+    ws.freeze_panes = "B2"
+    with atomic_path(path) as tmp:
+        wb.save(tmp)
     return path
 
 
@@ -104,6 +146,7 @@ def write_shapefile(patches: gpd.GeoDataFrame, path: Path) -> Path:
             cpg.write_text("UTF-8", encoding="ascii")
         for f in sorted(tmp.iterdir()):
             os.replace(f, path.parent / f.name)
+    shutil.rmtree(path.parent / f".{path.stem}.shp.d", ignore_errors=True)  # the emptied staging folder
     return path
 
 
@@ -120,21 +163,23 @@ def _kml_polygon(poly) -> str:
 
 def write_kml(patches: gpd.GeoDataFrame, path: Path, lang: str = "en") -> Path:
     geo = patches.to_crs("EPSG:4326")
+    mu = "亩" if lang == "zh" else "mu"
     parts = ['<?xml version="1.0" encoding="UTF-8"?>', '<kml xmlns="http://www.opengis.net/kml/2.2"><Document>',
              f"<name>{escape(path.stem)}</name>"]
     for cls, colour in KML_COLOURS.items():
         parts.append(f'<Style id="{cls}"><LineStyle><color>{colour}</color><width>2</width></LineStyle>'
                      f"<PolyStyle><color>40{colour[2:]}</color></PolyStyle></Style>")
-    for _, r in geo.iterrows():
+    names = fields(geo)
+    for (_, r), values in zip(geo.iterrows(), _rows(geo, names, lang)):
         label = CLASS_ZH.get(r["class"], r["class"]) if lang == "zh" else r["class"]
-        rows = "".join(f"<tr><td>{escape(PATCH_FIELDS[k][2] if lang == 'zh' else k)}</td><td>{escape(str(r[k]))}</td></tr>"
-                       for k in PATCH_FIELDS if r[k] is not None and str(r[k]) != "")
+        rows = "".join(f"<tr><td>{escape(header(k, lang))}</td><td>{escape(str(v))}</td></tr>"
+                       for k, v in zip(names, values) if v != "")
         g = r.geometry
         polys = [g] if g.geom_type == "Polygon" else list(g.geoms)
         geom = _kml_polygon(polys[0]) if len(polys) == 1 else \
             "<MultiGeometry>" + "".join(_kml_polygon(p) for p in polys) + "</MultiGeometry>"
         parts.append(f"<Placemark><name>{escape(r['patch_id'])}</name>"
-                     f"<description><![CDATA[<b>{escape(label)}</b> {r['area_m2']:.0f} m² ({r['area_mu']:.2f} mu)"
+                     f"<description><![CDATA[<b>{escape(label)}</b> {r['area_m2']:.0f} m² ({r['area_mu']:.2f} {mu})"
                      f"<table>{rows}</table>]]></description><styleUrl>#{r['class']}</styleUrl>{geom}</Placemark>")
     parts.append("</Document></kml>")
     with atomic_path(path) as tmp:
@@ -159,6 +204,8 @@ def write_all(patches: gpd.GeoDataFrame, out: str | Path, formats: tuple[str, ..
             write_csv(patches, path, lang)
         elif fmt == "shp":
             write_shapefile(patches, path)
+        elif fmt == "xlsx":
+            write_xlsx(patches, path, lang)
         else:
             raise OutputError(f"{path}: unknown format '{fmt}'; choose from {', '.join(FORMATS)}")
         written[fmt] = str(path)

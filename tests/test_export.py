@@ -128,7 +128,7 @@ def _need_cjk_font():
 
 def test_field_sheets(run_out):
     html = (run_out / "field_sheet.html").read_text(encoding="utf-8")
-    assert "卫片执法图斑外业核查表" in html and "data:image/png;base64," in html and "核查人" in html
+    assert "卫片执法图斑外业核查表" in html and "data:image/jpeg;base64," in html and "核查人" in html
     _need_cjk_font()
     assert (run_out / "field_sheet.pdf").read_bytes().startswith(b"%PDF")
 

@@ -5,6 +5,7 @@ used). The set-up installs chromium with apt-get when it is missing; the test is
 only where it cannot be installed.
 """
 
+import contextlib
 import os
 import shutil
 import socket
@@ -54,14 +55,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def server(tmp_path):
-    f = patch_file(tmp_path / "p.gpkg", "2026-10", [(f"{i:04d}", "farmland_construction", (i * 60, 0, 25, 25))
-                                                    for i in range(1, 5)])
-    ledger = tmp_path / "ledger.sqlite"
-    with Ledger(ledger) as lg:
-        lg.import_patches(f)
-        lg.decide("360821-202610-0004", "deferred", "setup", note='<img src=x onerror="window.pwned=1">')
+@contextlib.contextmanager
+def _serve(ledger: Path):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "satcheck.cli", "review", "serve", str(ledger), "--port", str(port),
                              "--by", "王五"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -75,9 +70,23 @@ def server(tmp_path):
     else:
         proc.kill()
         pytest.fail(f"review server did not start: {proc.stdout.read().decode()}")
-    yield url, ledger
-    proc.terminate()
-    proc.wait(10)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture()
+def server(tmp_path):
+    f = patch_file(tmp_path / "p.gpkg", "2026-10", [(f"{i:04d}", "farmland_construction", (i * 60, 0, 25, 25))
+                                                    for i in range(1, 5)])
+    ledger = tmp_path / "ledger.sqlite"
+    with Ledger(ledger) as lg:
+        lg.import_patches(f)
+        lg.decide("360821-202610-0004", "deferred", "setup", note='<img src=x onerror="window.pwned=1">')
+    with _serve(ledger) as url:
+        yield url, ledger
 
 
 def test_review_three_patches_with_the_keyboard(chromium, server, tmp_path):
@@ -111,3 +120,58 @@ def test_review_three_patches_with_the_keyboard(chromium, server, tmp_path):
         assert lg.history("360821-202610-0002")[-1].reason == "seasonal"
         assert lg.history("360821-202610-0002")[-1].reviewer == "王五"
         assert lg.state("360821-202610-0003") == "deferred"
+
+
+def _state(page, pid: str, state: str) -> None:
+    page.wait_for_function(f"document.getElementById('d-title').textContent.includes('{pid}') && "
+                           f"document.getElementById('d-title').textContent.endsWith('{state}')")
+
+
+def test_undo_with_u_and_missing_chips(chromium, tmp_path):
+    """u takes back the decision just made; a missing chip says so and a decision needs a second press."""
+    from playwright.sync_api import sync_playwright
+    from PIL import Image
+
+    run = tmp_path / "run"
+    f = patch_file(run / "patches.gpkg", "2026-10", [(f"{i:04d}", "farmland_construction", (i * 60, 0, 25, 25))
+                                                     for i in range(1, 4)])
+    (run / "chips").mkdir()
+    for i in range(1, 4):
+        for w in ("before", "after"):
+            Image.new("RGB", (256, 256), (60, 120, 60)).save(run / "chips" / f"360821-202610-{i:04d}_{w}.png")
+    ledger = tmp_path / "ledger.sqlite"
+    with Ledger(ledger) as lg:
+        lg.import_patches(f)
+    (run / "chips" / "360821-202610-0002_before.png").unlink()  # as if the run folder lost it
+    with _serve(ledger) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        page.goto(url)
+        _state(page, "0001", "pending")
+        # The page fits 1024 px: nothing runs off to the right.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1024
+        assert page.evaluate("document.getElementById('detail').scrollWidth <= "
+                             "document.getElementById('detail').clientWidth + 1")
+        page.keyboard.press("a")
+        _state(page, "0002", "pending")
+        page.keyboard.press("u")  # undo the accept of 0001: the page goes back to it
+        _state(page, "0001", "pending")
+        page.wait_for_function("document.getElementById('message').textContent.includes('undone')")
+        with Ledger(ledger) as lg:
+            assert lg.state("360821-202610-0001") == "pending"
+            assert [e.to_state for e in lg.history("360821-202610-0001")] == ["pending", "accepted", "pending"]
+        page.keyboard.press("j")
+        _state(page, "0002", "pending")
+        page.wait_for_function("document.getElementById('miss-before').textContent.includes('missing')")
+        assert page.is_visible("#miss-before") and not page.is_visible("#miss-after")
+        page.keyboard.press("a")  # the first press only asks
+        page.wait_for_function("document.getElementById('message').textContent.includes('again')")
+        with Ledger(ledger) as lg:
+            assert lg.state("360821-202610-0002") == "pending"
+        page.keyboard.press("a")  # the second confirms
+        _state(page, "0003", "pending")
+        shot = Path(os.environ.get("SATCHECK_SCREENSHOT_1024", tmp_path / "review_1024.png"))
+        page.screenshot(path=str(shot))
+        browser.close()
+    with Ledger(ledger) as lg:
+        assert lg.state("360821-202610-0002") == "accepted"

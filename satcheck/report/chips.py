@@ -1,4 +1,11 @@
-"""Before/after image chips of a patch: same extent, same stretch, outline and scale bar."""
+"""Before/after image chips of a patch: same extent, same stretch, outline and scale bar; and its locator.
+
+A chip shows at least :data:`MARGIN_M` around the patch and has at least ``chip_px`` pixels a side:
+coarse imagery (5 m, 10 m) is upsampled, so a 20 m patch is not a handful of pixels.  The scale bar
+sits in a corner away from the patch.  Given rule layers, the chip also outlines farmland, permanent
+basic farmland, mining permits and approved land around the patch (:mod:`satcheck.report.context`).
+The locator shows the patch within about 2 km, with its admin unit's boundary and name.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +22,13 @@ from rasterio.vrt import WarpedVRT
 
 from satcheck.atomic import atomic_path
 from satcheck.masks import dn_scale
+from satcheck.report.context import CHIP_LAYERS, LAYER_STYLE, LOCATOR_RADIUS_M, admin_at, outlines
 from satcheck.tiles import TileInfo
 
 NICE_LENGTHS = (5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000)
 OUTLINE = (255, 230, 0)
+MARGIN_M = 100.0  # shown around a patch on every side, at least
+MAX_UPSCALE_PX = 2  # a chip has chip_px..2*chip_px pixels a side: native pixels where there are that many
 
 
 @dataclass(frozen=True)
@@ -59,55 +69,138 @@ def stretch_pair(a: np.ndarray, b: np.ndarray, ok_a: np.ndarray, ok_b: np.ndarra
     return out_a, out_b
 
 
-def _font(size: int):
+def _font(size: int, cjk: bool = False):
+    if cjk:
+        with contextlib.suppress(Exception):
+            from satcheck.report.sheets import find_cjk_font
+
+            return ImageFont.truetype(str(find_cjk_font()), size)
     with contextlib.suppress(OSError):
         return ImageFont.truetype("DejaVuSans.ttf", size)
     return ImageFont.load_default()
 
 
-def _draw_outline(img: Image.Image, geom, transform) -> None:
+def _rings(geom):
+    if geom is None or geom.is_empty:
+        return []
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        polys = [geom] if geom.geom_type == "Polygon" else list(geom.geoms)
+        return [r for p in polys for r in (p.exterior, *p.interiors)]
+    if geom.geom_type in ("LineString", "LinearRing"):
+        return [geom]
+    if hasattr(geom, "geoms"):
+        return [r for g in geom.geoms for r in _rings(g)]
+    return []
+
+
+def _draw_outline(img: Image.Image, geom, transform, colour=OUTLINE, width: int = 2) -> None:
     d = ImageDraw.Draw(img)
     inv = ~transform
-    polys = [geom] if geom.geom_type == "Polygon" else list(geom.geoms)
-    for p in polys:
-        for ring in [p.exterior, *p.interiors]:
-            pts = [inv * (x, y) for x, y in ring.coords]
-            d.line(pts, fill=OUTLINE, width=2, joint="curve")
+    for ring in _rings(geom):
+        pts = [inv * (x, y) for x, y in ring.coords]
+        if len(pts) >= 2:
+            d.line(pts, fill=colour, width=width, joint="curve")
 
 
-def _draw_scale_bar(img: Image.Image, metres_per_px: float) -> None:
+def _draw_context(img: Image.Image, found, transform) -> list[str]:
+    """Outlines of rule layers; returns the layers drawn, for the legend."""
+    scale = max(1, img.size[0] // 256)
+    drawn = []
+    for o in found:
+        colour = LAYER_STYLE[o.layer][0]
+        _draw_outline(img, o.geom, transform, colour, (2 if o.layer == "basic_farmland" else 1) * scale)
+        if o.layer not in drawn:
+            drawn.append(o.layer)
+    return drawn
+
+
+def _draw_legend(img: Image.Image, layers: list[str]) -> None:
+    if not layers:
+        return
+    scale = max(1, img.size[0] // 256)
+    font = _font(10 * scale)
+    d = ImageDraw.Draw(img)
+    y = 4 * scale
+    for name in ["patch", *layers]:
+        colour, label = (OUTLINE, "patch") if name == "patch" else LAYER_STYLE[name][:2]
+        w = d.textlength(label, font=font)
+        d.rectangle([2 * scale, y - scale, 2 * scale + 16 * scale + w + 4 * scale, y + 11 * scale], fill=(0, 0, 0))
+        d.line([4 * scale, y + 5 * scale, 14 * scale, y + 5 * scale], fill=colour, width=2 * scale)
+        d.text((17 * scale, y), label, fill=(255, 255, 255), font=font)
+        y += 13 * scale
+
+
+def _scale_bar_box(w: int, h: int, px: float, label_w: float, scale: int, corner: str) -> tuple[float, float, float, float]:
+    bw, bh = px + label_w + 14 * scale, 18 * scale
+    x0 = 2 * scale if corner.endswith("l") else w - 2 * scale - bw
+    y0 = h - 2 * scale - bh if corner.startswith("b") else 2 * scale
+    return x0, y0, x0 + bw, y0 + bh
+
+
+def _draw_scale_bar(img: Image.Image, metres_per_px: float, avoid: tuple[float, float, float, float] | None = None,
+                    corners: tuple[str, ...] = ("bl", "br", "tr", "tl")) -> tuple[float, float, float, float]:
+    """A scale bar in the first corner whose box stays clear of ``avoid`` (the patch's pixel bounds)."""
     w, h = img.size
+    scale = max(1, w // 256)
     target = w * metres_per_px / 4
     length = min(NICE_LENGTHS, key=lambda n: abs(n - target))
     px = length / metres_per_px
     d = ImageDraw.Draw(img)
-    x0, y0 = 10, h - 16
-    d.rectangle([x0 - 4, y0 - 16, x0 + px + 40, h - 4], fill=(0, 0, 0))
-    d.rectangle([x0, y0, x0 + px, y0 + 5], fill=(255, 255, 255))
-    d.text((x0 + px + 4, y0 - 6), f"{length} m", fill=(255, 255, 255), font=_font(11))
+    font = _font(11 * scale)
+    label = f"{length} m"
+    lw = d.textlength(label, font=font)
+    box = None
+    for corner in corners:
+        box = _scale_bar_box(w, h, px, lw, scale, corner)
+        if avoid is None or not (box[0] < avoid[2] and avoid[0] < box[2] and box[1] < avoid[3] and avoid[1] < box[3]):
+            break
+    x0, y0, x1, y1 = box
+    d.rectangle([x0, y0, x1, y1], fill=(0, 0, 0))
+    d.rectangle([x0 + 4 * scale, y1 - 7 * scale, x0 + 4 * scale + px, y1 - 3 * scale], fill=(255, 255, 255))
+    d.text((x0 + 8 * scale + px, y0 + 2 * scale), label, fill=(255, 255, 255), font=font)
+    return box
 
 
-def chip_grid(geom, pixel_m: float, min_side_m: float, chip_px: int):
+def _pixel_bounds(geom, transform) -> tuple[float, float, float, float]:
     minx, miny, maxx, maxy = geom.bounds
-    side = max(maxx - minx, maxy - miny) * 1.6
-    side = max(side, min_side_m)
+    inv = ~transform
+    (ax, ay), (bx, by) = inv * (minx, maxy), inv * (maxx, miny)
+    return min(ax, bx) - 3, min(ay, by) - 3, max(ax, bx) + 3, max(ay, by) + 3
+
+
+def chip_grid(geom, pixel_m: float, min_side_m: float, chip_px: int, margin_m: float = MARGIN_M):
+    """(transform, side in pixels, metres per pixel) of a square chip around ``geom``.
+
+    The side is at least the patch plus ``margin_m`` on each side (and 1.6 times the patch, and
+    ``min_side_m``); it has ``chip_px`` to ``2 * chip_px`` pixels: native ones where the imagery has that
+    many, else upsampled.
+    """
+    minx, miny, maxx, maxy = geom.bounds
+    extent = max(maxx - minx, maxy - miny)
+    side = max(extent * 1.6, extent + 2 * margin_m, min_side_m)
     cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
-    res = max(side / chip_px, pixel_m / 4)
-    n = int(round(side / res))
-    return from_origin(cx - n * res / 2, cy + n * res / 2, res, res), n, res
+    n = int(np.clip(round(side / max(pixel_m, 1e-6)), chip_px, MAX_UPSCALE_PX * chip_px))
+    res = side / n
+    return from_origin(cx - side / 2, cy + side / 2, res, res), n, res
 
 
 def write_chips(patch, geom, crs, befores: list[TileInfo], afters: list[TileInfo], folder: Path,
-                pixel_m: float, min_side_m: float = 80.0, chip_px: int = 256) -> ChipPaths:
+                pixel_m: float, min_side_m: float = 80.0, chip_px: int = 256, layers=None) -> ChipPaths:
+    """``layers``: rule layers (a RuleLayers or a dict of GeoDataFrames in ``crs``) outlined around the patch."""
     transform, n, res = chip_grid(geom, pixel_m, min_side_m, chip_px)
     b, ok_b = read_rgb(befores, crs, transform, n, n)
     a, ok_a = read_rgb(afters, crs, transform, n, n)
     ib, ia = stretch_pair(b, a, ok_b, ok_a)
+    bounds = (transform.c, transform.f - n * res, transform.c + n * res, transform.f)
+    found = outlines(layers, bounds, CHIP_LAYERS)
+    avoid = _pixel_bounds(geom, transform)
     paths = []
     for name, arr in (("before", ib), ("after", ia)):
         img = Image.fromarray(arr)
-        _draw_outline(img, geom, transform)
-        _draw_scale_bar(img, res)
+        drawn = _draw_context(img, found, transform)
+        _draw_outline(img, geom, transform, OUTLINE, 2 * max(1, n // 256))
+        _draw_legend(img, drawn)
+        _draw_scale_bar(img, res, avoid, corners=("bl", "br") if drawn else ("bl", "br", "tr", "tl"))
         path = folder / f"{patch}_{name}.png"
         with atomic_path(path) as tmp:
             img.save(tmp, format="PNG")
@@ -126,14 +219,67 @@ def overview(afters: list[TileInfo], crs, bounds, max_px: int = 480) -> tuple[Im
     return Image.fromarray(img), t
 
 
-def write_locator(base: Image.Image, transform, geom, path: Path) -> Path:
-    img = base.copy()
+def locator_window(geom, radius_m: float = LOCATOR_RADIUS_M) -> tuple[float, float, float, float]:
+    """The square the locator shows: ``radius_m`` around the patch's centre, or more for a large patch."""
+    minx, miny, maxx, maxy = geom.bounds
+    r = max(radius_m, 0.75 * max(maxx - minx, maxy - miny))
+    cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
+    return cx - r, cy - r, cx + r, cy + r
+
+
+def _within(minx, miny, maxx, maxy, transform, size) -> tuple[float, float, float, float]:
+    """The square window moved (and shrunk, never below the longer side of the overview) inside the overview."""
+    bx0, by1 = transform * (0, 0)
+    bx1, by0 = transform * size
+    bx0, bx1, by0, by1 = min(bx0, bx1), max(bx0, bx1), min(by0, by1), max(by0, by1)
+    side = min(maxx - minx, max(bx1 - bx0, by1 - by0))
+    cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
+    out = []
+    for c, lo, hi in ((cx, bx0, bx1), (cy, by0, by1)):
+        a = c - side / 2
+        if hi - lo >= side:
+            a = min(max(a, lo), hi - side)
+        else:
+            a = (lo + hi - side) / 2
+        out.append(a)
+    return out[0], out[1], out[0] + side, out[1] + side
+
+
+def write_locator(base: Image.Image | None, transform, geom, path: Path, *, afters: list[TileInfo] | None = None,
+                  crs=None, rules=None, label: str | None = None, radius_m: float = LOCATOR_RADIUS_M,
+                  px: int = 256) -> Path:
+    """The patch within about 2 km: read from ``afters`` when given, else cut from the overview ``base``;
+    the admin unit (from ``rules``) is outlined and named, or ``label`` is written."""
+    minx, miny, maxx, maxy = locator_window(geom, radius_m)
+    if not afters and base is not None:  # keep within the overview: a run smaller than 2 km is shown whole
+        minx, miny, maxx, maxy = _within(minx, miny, maxx, maxy, transform, base.size)
+    res = (maxx - minx) / px
+    t = from_origin(minx, maxy, res, res)
+    if afters:
+        rgb, ok = read_rgb(afters, crs, t, px, px)
+        arr, _ = stretch_pair(rgb, rgb, ok, ok)
+        img = Image.fromarray(arr)
+    else:
+        inv = ~transform
+        (x0, y0), (x1, y1) = inv * (minx, maxy), inv * (maxx, miny)
+        img = base.convert("RGB").crop((int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))))
+        img = img.resize((px, px), Image.Resampling.BILINEAR)
+    unit = admin_at(rules, geom.centroid)
+    if unit is not None:
+        _draw_outline(img, unit.geom, t, (255, 255, 255), 2)
+        label = label or unit.label
+    _draw_outline(img, geom, t, (255, 0, 0), 2)
     d = ImageDraw.Draw(img)
-    x, y = ~transform * (geom.centroid.x, geom.centroid.y)
-    r = 7
-    d.ellipse([x - r, y - r, x + r, y + r], outline=(255, 0, 0), width=3)
-    d.line([x - 2 * r, y, x - r, y], fill=(255, 0, 0), width=2)
-    d.line([x + r, y, x + 2 * r, y], fill=(255, 0, 0), width=2)
+    x, y = ~t * (geom.centroid.x, geom.centroid.y)
+    bx = _pixel_bounds(geom, t)
+    r = max(9.0, (bx[2] - bx[0]) / 2 + 4, (bx[3] - bx[1]) / 2 + 4)
+    d.ellipse([x - r, y - r, x + r, y + r], outline=(255, 0, 0), width=2)
+    if label:
+        font = _font(13, cjk=True)
+        w = d.textlength(label, font=font)
+        d.rectangle([2, 2, 10 + w, 20], fill=(0, 0, 0))
+        d.text((6, 3), label, fill=(255, 255, 255), font=font)
+    _draw_scale_bar(img, res, _pixel_bounds(geom, t), corners=("br", "bl"))
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
     return path

@@ -12,7 +12,6 @@ older ledgers in place.
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
 import hashlib
 import json
@@ -302,14 +301,11 @@ class Ledger:
 
     def bulk(self, csv_path: str | Path, reviewer: str) -> list[Event]:
         """Decisions from a CSV (patch_id, decision, reason, note): all or nothing."""
+        from satcheck.review.csvfile import read_rows
         from satcheck.review.states import DECISIONS, FIELD_RESULTS
 
         path = Path(csv_path)
-        try:
-            with open(path, encoding="utf-8-sig", newline="") as f:
-                rows = list(csv.DictReader(f))
-        except OSError as exc:
-            raise LedgerError(f"{path}: cannot be read ({exc.strerror}); pass a CSV file") from None
+        rows = read_rows(path)  # UTF-8, UTF-8 with BOM or GB18030; else a one-line error
         plan = []
         with self._tx() as db:
             states: dict[str, str] = {}

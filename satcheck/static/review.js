@@ -5,6 +5,9 @@
   const cfg = window.SATCHECK;
   const q = (id) => document.getElementById(id);
   let patches = [], index = 0, current = null, rejecting = false, blinkTimer = null, map = null, layer = null;
+  let context = null;     // rule-layer outlines around the current patch on the map
+  let decided = [];       // {id, state} of decisions made on this page, latest last: what u undoes
+  let confirming = null;  // a decision repeated to confirm it without chips ("accept:" or "reject:seasonal")
 
   function withToken(url) {
     if (!cfg.token) return url;
@@ -58,12 +61,19 @@
     if (li) li.scrollIntoView({block: "nearest"});
     current = await api("api/patches/" + encodeURIComponent(p.patch_id));
     q("d-title").textContent = current.patch_id + " · " + current["class"] + " · " + current.state;
+    confirming = null;
+    const chips = current.chips || {};
     ["before", "after"].forEach((w) => {
+      const c = chips[w] || {ok: false, missing: false, path: null};
+      const note = q("miss-" + w);
+      note.textContent = c.missing ? "chip missing: " + c.path : (c.ok ? "" : "no chip for this patch");
+      note.hidden = c.ok;
+      note.classList.toggle("missing", c.missing);
       const src = withToken("chips/" + encodeURIComponent(current.patch_id) + "/" + w + ".png");
       [q("chip-" + w), q("cmp-" + w)].forEach((img) => {
-        img.style.visibility = "visible";
-        img.onerror = () => { img.style.visibility = "hidden"; };  // no chip for this patch
-        img.src = src;
+        img.style.visibility = c.ok ? "visible" : "hidden";
+        img.onerror = () => { img.style.visibility = "hidden"; note.hidden = false; note.textContent = "chip missing"; };
+        if (c.ok) img.src = src; else img.removeAttribute("src");
       });
     });
     const attrs = q("attrs");
@@ -95,8 +105,23 @@
         const i = patches.findIndex((x) => x.patch_id === f.properties.patch_id); if (i >= 0) show(i); })}).addTo(map);
     }
     if (layer) layer.remove();
+    if (context) { context.remove(); context = null; }
     layer = L.geoJSON(JSON.parse(p.geometry), {style: {color: "#d00", weight: 2}}).addTo(map);
-    map.fitBounds(layer.getBounds(), {maxZoom: 18, padding: [40, 40]});
+    map.fitBounds(layer.getBounds(), {maxZoom: 17, padding: [60, 60]});
+    const shownId = p.patch_id;
+    try {
+      const fc = await api("api/patches/" + encodeURIComponent(p.patch_id) + "/layers.geojson");
+      if (!current || current.patch_id !== shownId) return;
+      const names = new Set();
+      context = L.geoJSON(fc, {style: (f) => {
+        names.add(f.properties.layer);
+        return f.properties.layer === "admin" ? {color: "#333", weight: 1.5, dashArray: "5 4", fill: false}
+          : {color: f.properties.colour, weight: 1, fillOpacity: 0.12};
+      }, onEachFeature: (f, l) => { if (f.properties.label) l.bindTooltip(f.properties.layer + " " + f.properties.label); }
+      }).addTo(map);
+      context.bringToBack();
+      q("legend").textContent = names.size ? "map: " + Array.from(names).join(", ") : "";
+    } catch (err) { q("legend").textContent = ""; }
   }
 
   async function decide(decision, reason) {
@@ -104,22 +129,47 @@
     const reviewer = q("reviewer").value.trim();
     if (!reviewer) { say("enter your name as reviewer first"); q("reviewer").focus(); return; }
     localStorage.setItem("satcheck-reviewer", reviewer);
+    const key = decision + ":" + (reason || "");
     try {
       const r = await api("api/patches/" + encodeURIComponent(current.patch_id) + "/decision", {
         method: "POST",
         body: JSON.stringify({decision: decision, reason: reason || null, note: q("note").value || null,
-                              reviewer: reviewer, expected: current.state}),
+                              reviewer: reviewer, expected: current.state, unseen: confirming === key}),
       });
+      confirming = null;
+      decided.push({id: current.patch_id, state: r.event.to_state});
       setProgress(r.progress);
-      say(current.patch_id + ": " + r.event.from_state + " → " + r.event.to_state, true);
+      say(current.patch_id + ": " + r.event.from_state + " → " + r.event.to_state + "  (u undoes)", true);
       q("note").value = "";
       const id = current.patch_id;
       const next = Math.min(index + 1, patches.length - 1);
       await loadList(id);
       if (next !== index) await show(next);
     } catch (err) {
+      if (err.status === 428) { confirming = key; say(err.message + " — press the same key again to confirm"); return; }
       say(err.message);
       if (err.status === 409) await loadList(current.patch_id);
+    }
+  }
+
+  async function undo() {
+    const reviewer = q("reviewer").value.trim();
+    if (!reviewer) { say("enter your name as reviewer first"); q("reviewer").focus(); return; }
+    const last = decided.length ? decided[decided.length - 1] : (current ? {id: current.patch_id, state: current.state} : null);
+    if (!last) return;
+    try {
+      const r = await api("api/patches/" + encodeURIComponent(last.id) + "/decision", {
+        method: "POST",
+        body: JSON.stringify({decision: "undo", reviewer: reviewer, expected: last.state, note: q("note").value || null}),
+      });
+      if (decided.length && decided[decided.length - 1] === last) decided.pop();
+      setProgress(r.progress);
+      q("note").value = "";
+      await loadList(last.id);
+      say(last.id + ": " + r.event.from_state + " → " + r.event.to_state + " (undone)", true);
+    } catch (err) {
+      say(err.message);
+      if (err.status === 409 || err.status === 400) { decided = decided.filter((d) => d.id !== last.id); }
     }
   }
 
@@ -138,6 +188,7 @@
   q("b-accept").addEventListener("click", () => decide("accept"));
   q("b-reject").addEventListener("click", startReject);
   q("b-defer").addEventListener("click", () => decide("defer"));
+  q("b-undo").addEventListener("click", undo);
   document.querySelectorAll(".reason").forEach((b) => b.addEventListener("click", () => decide("reject", b.dataset.key)));
   ["f-state", "f-class", "f-period", "f-admin", "f-area"].forEach((id) => q(id).addEventListener("change", () => { index = 0; loadList(); }));
   document.addEventListener("keydown", (e) => {
@@ -152,6 +203,7 @@
     if (e.key === "a") decide("accept");
     else if (e.key === "r") startReject();
     else if (e.key === "d") decide("defer");
+    else if (e.key === "u") undo();
     else if (e.key === "j" && index < patches.length - 1) show(index + 1);
     else if (e.key === "k" && index > 0) show(index - 1);
     else if (e.key === "b") toggleBlink();

@@ -1,0 +1,57 @@
+"""Undo (``satcheck review reopen``, ``u`` on the page): a patch goes back to the state before its latest decision.
+
+History stays append-only: the undo is a new event from the current state back to the one before, with
+reason ``undo``.  Undoing again takes back the decision before that (undo events themselves are never
+undone, so pressing ``u`` twice does not redo); an import (the first event of a patch) cannot be undone.
+"""
+
+from __future__ import annotations
+
+from satcheck.review.ledger import Event, Ledger, LedgerError, _now
+from satcheck.review.states import NEW, ConflictError, TransitionError
+
+UNDO = "undo"  # the reason recorded on an event that undoes a decision
+
+
+def undoable(history: list[Event]) -> Event | None:
+    """The decision an undo would take back now, or None."""
+    stack: list[Event] = []
+    for e in history:
+        if e.reason == UNDO:
+            if stack:
+                stack.pop()
+        elif e.from_state != NEW:
+            stack.append(e)
+    return stack[-1] if stack else None
+
+
+def reopen(lg: Ledger, patch_id: str, reviewer: str, note: str | None = None,
+           expected: str | None = None) -> tuple[Event, Event]:
+    """Undo the latest decision on ``patch_id``; returns (the new event, the event it undoes).
+
+    ``expected`` is the state the reviewer saw: if someone decided since, it is a conflict.
+    """
+    if not reviewer:
+        raise TransitionError(f"{patch_id}: an undo needs a reviewer name (--by)")
+    with lg._tx() as db:
+        rows = db.execute("SELECT * FROM events WHERE patch_id=? ORDER BY id", (patch_id,)).fetchall()
+        if not rows:
+            raise LedgerError(f"{lg.path}: no patch '{patch_id}'; list them with 'satcheck review list {lg.path}'")
+        history = [Event(**dict(r)) for r in rows]
+        last = history[-1]
+        current = last.to_state
+        if expected is not None and current != expected:
+            raise ConflictError(f"{patch_id}: {last.reviewer} set it to {current} at {last.at} after you "
+                                f"opened it as {expected}; reload and decide again")
+        target = undoable(history)
+        if target is None:
+            raise TransitionError(f"{patch_id}: nothing to undo; it is {current} as imported "
+                                  f"(see 'satcheck review show {lg.path} {patch_id}')")
+        if target.to_state != current:  # cannot happen with events written by satcheck
+            raise TransitionError(f"{patch_id}: its history is inconsistent ({target.to_state} then {current}); "
+                                  "decide it explicitly instead")
+        text = note or f"undoes {target.reviewer}'s {target.from_state} → {target.to_state} of {target.at[:19]}"
+        at = _now()
+        cur = db.execute("INSERT INTO events (patch_id, from_state, to_state, reason, note, reviewer, at) "
+                         "VALUES (?,?,?,?,?,?,?)", (patch_id, current, target.from_state, UNDO, text, reviewer, at))
+        return Event(cur.lastrowid, patch_id, current, target.from_state, UNDO, text, reviewer, at), target
