@@ -156,3 +156,30 @@ def test_pdf_renders_chinese_glyphs(run_out):
     # Tofu boxes are identical hollow rectangles; real glyphs differ from one another.
     sigs = {tuple(np.round((g < 128).mean(axis=0)[:20], 1)) for g in glyphs}
     assert len(sigs) >= len(glyphs) - 2
+
+
+def test_run_sheets_say_they_are_for_review_and_stay_small(run_out):
+    """Issue 18 (8, 9): the run's sheets are for review, not the field; at most 200 KB per patch (JPEG chips)."""
+    html = (run_out / "field_sheet.html").read_text(encoding="utf-8")
+    assert "审核用" in html and "satcheck review package" in html
+    n = len(gpd.read_file(run_out / "patches.geojson"))
+    assert n > 0
+    assert (run_out / "field_sheet.html").stat().st_size <= 200_000 * n
+    if (run_out / "field_sheet.pdf").exists():
+        assert (run_out / "field_sheet.pdf").stat().st_size <= 200_000 * n
+
+
+def test_zh_export_values_are_chinese_and_never_nan(run_out, tmp_path):
+    """Issue 18 (8): with --lang zh every value a person reads is Chinese; no nan in KML descriptions."""
+    r = runner.invoke(app, ["export", str(run_out / "patches.gpkg"), "--out", str(tmp_path), "-f", "csv", "-f", "kml",
+                            "-f", "xlsx", "--lang", "zh"])
+    assert r.exit_code == 0, r.output
+    with open(tmp_path / "patches.csv", encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["变化类型"] for r in rows} <= {"建筑", "硬化地面", "挖损", "建设"}
+    assert {r["涉及永久基本农田"] for r in rows} <= {"是", "否", ""}
+    assert {r["状态"] for r in rows} == {"待审核"}
+    kml = (tmp_path / "patches.kml").read_text(encoding="utf-8")
+    for word in (">nan<", ">None<", ">True<", ">False<", ">pending<"):
+        assert word not in kml, word
+    assert (tmp_path / "patches.xlsx").stat().st_size > 0

@@ -109,7 +109,7 @@ def _records(patches: pd.DataFrame, chips: dict[str, tuple], review: dict[str, d
         if info is not None:
             d["review"] = {
                 "state": shown("state", info.get("state"), lang, reasons),
-                "reviewer": info.get("reviewer") or "", "at": (info.get("at") or "")[:16].replace("T", " "),
+                "reviewer": info.get("reviewer") or "", "at": _utc(info.get("at")),
                 "note": info.get("note") or "", "reason": shown("reason", info.get("reason"), lang, reasons),
                 "history": _history(info.get("history", []), lang, reasons)}
         recs.append(d)
@@ -178,8 +178,11 @@ def write_pdf(patches: pd.DataFrame, chips: dict, path: Path, font_path: str | N
                 [f"前时相 {d['show']['before_date']}", f"后时相 {d['show']['after_date']}", "位置"]]
         story.append(Table(imgs, style=TableStyle([("FONT", (0, 0), (-1, -1), "CJK", 8),
                                                    ("ALIGN", (0, 0), (-1, -1), "CENTER")])))
-        attrs = [["属性", "值"]] + [[PATCH_FIELDS[k][2], Paragraph(_escape(d["show"][k]), body)] for k in SHEET_FIELDS]
-        story.append(Table(attrs, colWidths=[55 * mm, 115 * mm], style=grid))
+        cells = [[PATCH_FIELDS[k][2], Paragraph(_escape(d["show"][k]), body)] for k in SHEET_FIELDS]
+        half = (len(cells) + 1) // 2  # two pairs of columns, so that a patch fits one page with its review
+        attrs = [["属性", "值", "属性", "值"]] + [cells[i] + (cells[i + half] if i + half < len(cells) else ["", ""])
+                                              for i in range(half)]
+        story.append(Table(attrs, colWidths=[43 * mm, 42 * mm, 43 * mm, 42 * mm], style=grid))
         story.append(Spacer(1, 3 * mm))
         if "review" in d:
             rv = d["review"]
@@ -196,6 +199,10 @@ def write_pdf(patches: pd.DataFrame, chips: dict, path: Path, font_path: str | N
         SimpleDocTemplate(str(tmp), pagesize=A4, title=f"{TITLE} {first.get('period') or ''}", author="satcheck",
                           leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm, bottomMargin=15 * mm).build(story)
     return path
+
+
+def _utc(at: str | None) -> str:
+    return f"{at[:16].replace('T', ' ')} UTC" if at else ""
 
 
 def _escape(text: str) -> str:

@@ -1,0 +1,93 @@
+"""Issue 18 (9): chips and locators give the reviewer context; the page's map has the same layers."""
+
+import geopandas as gpd
+import numpy as np
+from PIL import Image
+from rasterio.transform import from_origin
+from shapely.geometry import box
+from starlette.testclient import TestClient
+
+from satcheck.report.chips import MARGIN_M, chip_grid, write_chips, write_locator
+from satcheck.report.context import LAYER_STYLE
+from satcheck.review.ledger import Ledger
+from satcheck.review.server import create_app
+from satcheck.tiles import open_tile
+from tests.generate import ORIGIN, textured, write
+from tests.review_data import X0, Y0, patch_file
+
+
+def _tiles(tmp_path, res: float, size: int):
+    t = from_origin(*ORIGIN, res, res)
+    b = write(tmp_path / "b.tif", textured(1, (size, size), 3), t)
+    a = write(tmp_path / "a.tif", textured(2, (size, size), 3), t)
+    return open_tile(b), open_tile(a)
+
+
+def _has_colour(img: Image.Image, rgb, tol=10) -> int:
+    arr = np.asarray(img.convert("RGB")).astype(int)
+    return int((np.abs(arr - np.asarray(rgb)).max(axis=2) <= tol).sum())
+
+
+def test_small_patch_on_5m_imagery_is_upsampled_with_100m_around(tmp_path):
+    b, a = _tiles(tmp_path, 5.0, 200)  # 1 km of 5 m pixels
+    x, y = ORIGIN[0] + 480, ORIGIN[1] - 520
+    patch = box(x, y, x + 20, y + 20)  # 4 x 4 pixels
+    transform, n, res = chip_grid(patch, 5.0, 80.0, 256)
+    assert n >= 256 and n * res >= 20 + 2 * MARGIN_M
+    c = write_chips("P", patch, a.crs, [b], [a], tmp_path, 5.0)
+    img = Image.open(c.after)
+    assert img.size[0] >= 256
+    # The patch outline is drawn and no part of the scale bar (black box) covers the patch.
+    inv = ~transform
+    (c0, r0), (c1, r1) = inv * (x, y + 20), inv * (x + 20, y)
+    inside = np.asarray(img)[int(r0) - 2:int(r1) + 3, int(c0) - 2:int(c1) + 3]
+    assert (inside.max(axis=2) > 0).all()
+    assert _has_colour(img, (255, 230, 0)) > 20
+
+
+def test_chips_outline_farmland_basic_farmland_and_permits(tmp_path):
+    b, a = _tiles(tmp_path, 1.0, 400)
+    x, y = ORIGIN[0] + 180, ORIGIN[1] - 220
+    patch = box(x, y, x + 30, y + 30)
+    crs = a.crs
+    layers = {"farmland": gpd.GeoDataFrame({"class_code": ["0101"]}, geometry=[box(x - 60, y - 60, x + 10, y + 90)], crs=crs),
+              "basic_farmland": gpd.GeoDataFrame(geometry=[box(x + 40, y - 50, x + 90, y + 50)], crs=crs),
+              "mining_permits": gpd.GeoDataFrame({"permit_no": ["C360821"]}, geometry=[box(x - 90, y + 50, x - 20, y + 100)],
+                                                 crs=crs)}
+    c = write_chips("P", patch, crs, [b], [a], tmp_path, 1.0, layers=layers)
+    img = Image.open(c.before)
+    for name in layers:
+        assert _has_colour(img, LAYER_STYLE[name][0]) > 30, name
+
+
+def test_locator_shows_about_2km_with_the_admin_unit(tmp_path):
+    b, a = _tiles(tmp_path, 10.0, 400)  # 4 km
+    x, y = ORIGIN[0] + 2000, ORIGIN[1] - 2000
+    patch = box(x, y, x + 30, y + 30)
+    admin = gpd.GeoDataFrame({"code": ["360821"], "name": ["吉安县"]},
+                             geometry=[box(x - 700, y - 700, x + 1500, y + 1500)], crs=a.crs)
+    path = write_locator(None, None, patch, tmp_path / "loc.png", afters=[a], crs=a.crs, rules={"admin": admin})
+    img = Image.open(path)
+    assert img.size == (256, 256)
+    assert _has_colour(img, (255, 0, 0), tol=30) > 20  # the patch, not a 7 px circle on the whole run area
+    assert _has_colour(img, (255, 255, 255), tol=5) > 100  # the admin boundary and its name
+
+
+def test_page_map_gets_rule_layers_around_the_patch(tmp_path):
+    f = patch_file(tmp_path / "p.gpkg", "2026-10", [("0001", "farmland_construction", (0, 0, 20, 20))])
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    gpd.GeoDataFrame({"DLBM": ["0101"], "DLMC": ["水田"]}, geometry=[box(X0 - 50, Y0 - 50, X0 + 60, Y0 + 60)],
+                     crs="EPSG:4547").to_file(rules / "farmland.gpkg")
+    gpd.GeoDataFrame({"XZQDM": ["360821"], "XZQMC": ["吉安县"]}, geometry=[box(X0 - 5000, Y0 - 5000, X0 + 5000, Y0 + 5000)],
+                     crs="EPSG:4547").to_file(rules / "admin.gpkg")
+    with Ledger(tmp_path / "l.sqlite") as lg:
+        lg.import_patches(f)
+    client = TestClient(create_app(tmp_path / "l.sqlite", rules=rules))
+    fc = client.get("/api/patches/360821-202610-0001/layers.geojson").json()
+    layers = {feat["properties"]["layer"] for feat in fc["features"]}
+    assert layers == {"farmland", "admin"}
+    lon, lat = fc["features"][0]["geometry"]["coordinates"][0][0][:2]
+    assert 100 < lon < 130 and 20 < lat < 40
+    bare = TestClient(create_app(tmp_path / "l.sqlite"))
+    assert bare.get("/api/patches/360821-202610-0001/layers.geojson").json()["features"] == []
