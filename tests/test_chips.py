@@ -50,7 +50,8 @@ def test_chips_outline_farmland_basic_farmland_and_permits(tmp_path):
     x, y = ORIGIN[0] + 180, ORIGIN[1] - 220
     patch = box(x, y, x + 30, y + 30)
     crs = a.crs
-    layers = {"farmland": gpd.GeoDataFrame({"class_code": ["0101"]}, geometry=[box(x - 60, y - 60, x + 10, y + 90)], crs=crs),
+    farm = box(x - 60, y - 60, x + 10, y + 90)
+    layers = {"farmland": gpd.GeoDataFrame({"class_code": ["0101"]}, geometry=[farm], crs=crs),
               "basic_farmland": gpd.GeoDataFrame(geometry=[box(x + 40, y - 50, x + 90, y + 50)], crs=crs),
               "mining_permits": gpd.GeoDataFrame({"permit_no": ["C360821"]}, geometry=[box(x - 90, y + 50, x - 20, y + 100)],
                                                  crs=crs)}

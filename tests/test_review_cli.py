@@ -160,6 +160,7 @@ def test_unknown_filters_list_the_valid_values(ledger):
     assert "farmland_construction" in out
     _error(_run("review", "export", ledger, "--out", ledger.parent / "x.csv", "--state", "acepted"), "accepted")
     assert not (ledger.parent / "x.csv").exists()
+    assert "YYYY-MM" in TestClient(create_app(ledger)).get("/api/patches?period=202610").json()["error"]
     # A well-formed filter that matches nothing is an empty result, not an error.
     out = _ok(_run("review", "list", ledger, "--period", "2025-01"))
     assert "no patches match" in out

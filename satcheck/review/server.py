@@ -28,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 from satcheck import __version__
 from satcheck.config import ReviewConfig, RulesConfig
 from satcheck.errors import SatcheckError
+from satcheck.review.filters import FilterError, check_admin, check_class, check_period, check_state
 from satcheck.review.ledger import Ledger, LedgerError
 from satcheck.review.paths import chips as chip_paths
 from satcheck.review.states import DECISIONS, FIELD_RESULTS, ConflictError, TransitionError
@@ -81,9 +82,13 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
             min_area = float(q["min_area"]) if q.get("min_area") else None
         except ValueError:
             return JSONResponse({"error": "min_area must be a number"}, status_code=400)
+        period, cls, state, admin = (q.get(k) or None for k in ("period", "class", "state", "admin"))
+        try:
+            check_state(state), check_class(cls), check_period(period), check_admin(admin)
+        except FilterError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         with open_ledger() as lg:
-            rows = lg.patches(q.get("period") or None, q.get("class") or None, q.get("state") or None,
-                              q.get("admin") or None, min_area)
+            rows = lg.patches(period, cls, state, admin, min_area)
             reviewed, total = lg.progress(q.get("period") or None)
         return JSONResponse({"patches": rows, "progress": {"reviewed": reviewed, "total": total}})
 

@@ -190,7 +190,7 @@
   q("b-defer").addEventListener("click", () => decide("defer"));
   q("b-undo").addEventListener("click", undo);
   document.querySelectorAll(".reason").forEach((b) => b.addEventListener("click", () => decide("reject", b.dataset.key)));
-  ["f-state", "f-class", "f-period", "f-admin", "f-area"].forEach((id) => q(id).addEventListener("change", () => { index = 0; loadList(); }));
+  ["f-state", "f-class", "f-period", "f-admin", "f-area"].forEach((id) => q(id).addEventListener("change", () => { index = 0; loadList().catch((err) => say(err.message)); }));
   document.addEventListener("keydown", (e) => {
     const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName);
     if (typing && e.key !== "Escape") return;
