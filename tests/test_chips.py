@@ -92,3 +92,22 @@ def test_page_map_gets_rule_layers_around_the_patch(tmp_path):
     assert 100 < lon < 130 and 20 < lat < 40
     bare = TestClient(create_app(tmp_path / "l.sqlite"))
     assert bare.get("/api/patches/360821-202610-0001/layers.geojson").json()["features"] == []
+
+
+def test_patch_images_for_a_run_with_rules_and_progress(tmp_path):
+    """What a run calls: chips with rule outlines, a located locator, one progress call per patch."""
+    from satcheck.report.chips import write_patch_images
+
+    b, a = _tiles(tmp_path, 2.0, 300)
+    x, y = ORIGIN[0] + 200, ORIGIN[1] - 300
+    patches = gpd.GeoDataFrame({"patch_id": ["360821-202610-0001", "360821-202610-0002"], "admin_name": ["吉安县", None],
+                                "admin_code": ["360821", None]},
+                               geometry=[box(x, y, x + 20, y + 20), box(x + 150, y, x + 170, y + 40)], crs=a.crs)
+    rules = {"farmland": gpd.GeoDataFrame(geometry=[box(x - 40, y - 40, x + 60, y + 60)], crs=a.crs)}
+    calls = []
+    out = write_patch_images(patches, [b], [a], tmp_path / "chips", 2.0, rules=rules,
+                             progress=lambda *p: calls.append(p))
+    assert calls == [("chips", 1, 2), ("chips", 2, 2)]
+    before, after, loc = out["360821-202610-0001"]
+    assert _has_colour(Image.open(before), LAYER_STYLE["farmland"][0]) > 30
+    assert Image.open(loc).size == (256, 256) and Image.open(after).size[0] >= 256

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import rasterio
@@ -249,7 +250,7 @@ def write_locator(base: Image.Image | None, transform, geom, path: Path, *, afte
                   crs=None, rules=None, label: str | None = None, radius_m: float = LOCATOR_RADIUS_M,
                   px: int = 256) -> Path:
     """The patch within about 2 km: read from ``afters`` when given, else cut from the overview ``base``;
-    the admin unit (from ``rules``) is outlined and named, or ``label`` is written."""
+    the admin unit (from ``rules``) is outlined and named, else ``label`` is written."""
     minx, miny, maxx, maxy = locator_window(geom, radius_m)
     if not afters and base is not None:  # keep within the overview: a run smaller than 2 km is shown whole
         minx, miny, maxx, maxy = _within(minx, miny, maxx, maxy, transform, base.size)
@@ -267,7 +268,7 @@ def write_locator(base: Image.Image | None, transform, geom, path: Path, *, afte
     unit = admin_at(rules, geom.centroid)
     if unit is not None:
         _draw_outline(img, unit.geom, t, (255, 255, 255), 2)
-        label = label or unit.label
+        label = unit.label or label
     _draw_outline(img, geom, t, (255, 0, 0), 2)
     d = ImageDraw.Draw(img)
     x, y = ~t * (geom.centroid.x, geom.centroid.y)
@@ -283,3 +284,30 @@ def write_locator(base: Image.Image | None, transform, geom, path: Path, *, afte
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
     return path
+
+
+def write_patch_images(patches, befores: list[TileInfo], afters: list[TileInfo], folder: Path, pixel_m: float,
+                       min_side_m: float = 80.0, chip_px: int = 256, rules=None,
+                       progress: Callable[[str, int, int], None] | None = None) -> dict[str, tuple[Path, Path, Path]]:
+    """Before, after and locator images of every patch, with the rule layers' outlines when ``rules`` is given.
+
+    ``progress(stage, done, total)`` is called after each patch (stage ``"chips"``), for a progress bar.
+    Returns patch id -> (before, after, locator) paths, as the field sheets take them.
+    """
+    crs = patches.crs
+    out: dict[str, tuple[Path, Path, Path]] = {}
+    total = len(patches)
+    for i, (_, r) in enumerate(patches.iterrows(), start=1):
+        c = write_chips(r["patch_id"], r.geometry, crs, befores, afters, folder, pixel_m, min_side_m, chip_px,
+                        layers=rules)
+        loc = write_locator(None, None, r.geometry, folder / f"{r['patch_id']}_locator.png", afters=afters, crs=crs,
+                            rules=rules, label=_admin_label(r))
+        out[r["patch_id"]] = (c.before, c.after, loc)
+        if progress:
+            progress("chips", i, total)
+    return out
+
+
+def _admin_label(row) -> str | None:
+    parts = [str(row.get(k)) for k in ("admin_name", "admin_code")]
+    return " ".join(p for p in parts if p not in ("", "None", "nan")) or None

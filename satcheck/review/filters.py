@@ -24,6 +24,8 @@ def _near(value: str, choices) -> str:
 def check_state(value: str | None, allowed: tuple[str, ...] = STATES) -> str | None:
     if value is None or value in allowed:
         return value
+    if value in STATES:
+        raise FilterError(f"'{value}' is a state, but not one this command takes; use one of {', '.join(allowed)}")
     raise FilterError(f"'{value}' is not a state; {_near(value, allowed)}use one of {', '.join(allowed)}")
 
 
