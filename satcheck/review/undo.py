@@ -50,7 +50,7 @@ def reopen(lg: Ledger, patch_id: str, reviewer: str, note: str | None = None,
         if target.to_state != current:  # cannot happen with events written by satcheck
             raise TransitionError(f"{patch_id}: its history is inconsistent ({target.to_state} then {current}); "
                                   "decide it explicitly instead")
-        text = note or f"undoes {target.reviewer}'s {target.from_state} → {target.to_state} of {target.at[:19]}"
+        text = note or None  # the reason 'undo' says what happened, in any language
         at = _now()
         cur = db.execute("INSERT INTO events (patch_id, from_state, to_state, reason, note, reviewer, at) "
                          "VALUES (?,?,?,?,?,?,?)", (patch_id, current, target.from_state, UNDO, text, reviewer, at))
