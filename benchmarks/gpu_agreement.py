@@ -53,7 +53,7 @@ def main() -> None:
         diff = np.abs(p_cpu.probability - p_gpu.probability)
         m_gpu = p_gpu.probability >= cfg.detect.model.threshold
         union, both = np.logical_or(m_cpu, m_gpu).sum(), m_cpu & m_gpu
-        prob, _ = det.predictor.predict(flat, flat.copy())
+        prob = det.predictor.predict(flat, flat.copy()).max(0)
         print(json.dumps({
             "size": args.size,
             "precision": precision,

@@ -139,8 +139,11 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training recipe (YAML), e.g. configs/train.yaml."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override the number of steps."),
     dataset: list[Path] = typer.Option([], "--dataset", help="Extra A/B/label folder to train on (repeatable)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (auto: a CUDA GPU where torch sees one)."),
 ) -> None:
     """Train the change model on synthetic scenes and labelled A/B/label datasets."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise typer.BadParameter(f"'{device}' is not one of auto, cpu, cuda", param_hint="--device")
     from satcheck.model.train import FolderSource, load_train_config
     from satcheck.model.train import train as run_training
 
@@ -152,7 +155,7 @@ def train(
         if dataset:
             update["datasets"] = list(cfg.datasets) + [FolderSource(path=str(d)) for d in dataset]
         cfg = cfg.model_copy(update=update)
-        record = run_training(cfg, out_path, log=lambda m: err.print(m, highlight=False))
+        record = run_training(cfg, out_path, log=lambda m: err.print(m, highlight=False), device=device)
     except SatcheckError as exc:
         raise fail(exc) from None
     out.print(f"weights: {out_path} ({record['parameters']} parameters, {record['gflops_per_mpx']} GFLOP/Mpx, "
@@ -170,9 +173,15 @@ def evaluate_cmd(
         None, "--pixel-size", min=0.01, help="Pixel size in metres of images that do not say (PNG); "
         "10 m imagery is enlarged for the model as in a run."),
     include_trained: bool = typer.Option(False, "--include-trained", help="Also score images the weights were trained on."),
+    classes: str = typer.Option("any", "--classes", help="building | hardened | excavation | any: score the change "
+                                "a run would report as that class (LEVIR-CD labels buildings only)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Score change detection on a labelled dataset: pixel P/R/F1/IoU and object recall/precision."""
+    from satcheck.detect.base import CLASS_CODES
+
+    if classes not in CLASS_CODES:
+        raise typer.BadParameter(f"'{classes}' is not one of {', '.join(CLASS_CODES)}", param_hint="--classes")
     from satcheck.config import RunConfig
     from satcheck.datasets import list_pairs, load_dataset
     from satcheck.detect import get_detector
@@ -189,15 +198,16 @@ def evaluate_cmd(
             skipped = trained_names(getattr(det, "meta", {}), dataset, names)
             pairs = [p for p in pairs if p.name not in skipped]
         result = evaluate(det, pairs, min_object_px, normalise=cfg.normalise.method, px_m=pixel_size,
-                          coregister_max_px=cfg.align.coregister_max_px)
+                          coregister_max_px=cfg.align.coregister_max_px, classes=classes)
         result.skipped = skipped
     except SatcheckError as exc:
         raise fail(exc) from None
-    d = result.as_dict() | {"detector": det.name, "dataset": str(dataset)}
+    d = result.as_dict() | {"detector": det.name, "dataset": str(dataset), "classes": classes}
     if as_json:
         typer.echo(json.dumps(d, ensure_ascii=False))
         return
-    t = Table(title=f"{dataset} ({det.name})", title_justify="left")
+    scored = "" if classes == "any" else f", class {classes}"
+    t = Table(title=f"{dataset} ({det.name}{scored})", title_justify="left")
     for col in ("image", "precision", "recall", "f1", "iou", "object_recall", "object_precision"):
         t.add_column(col, justify="right" if col != "image" else "left", no_wrap=True)
     keys = ("precision", "recall", "f1", "iou", "object_recall", "object_precision")

@@ -12,6 +12,7 @@ from satcheck.align import PairWindow
 from satcheck.config import NormaliseConfig
 from satcheck.coregister import measure_arrays, shift_array
 from satcheck.datasets import LabelledPair
+from satcheck.detect.base import CLASS_CODES
 from satcheck.radiometry import normalise_pair
 
 
@@ -92,25 +93,35 @@ class EvalResult:
 
 
 def predict(detector, pair: LabelledPair, normalise: str | None = None, px_m: float | None = None,
-            coregister_max_px: float = 0.0) -> np.ndarray:
+            coregister_max_px: float = 0.0, classes: str = "any") -> np.ndarray:
     """Change mask of one labelled pair, normalised (``normalise``: the run's ``normalise.method``) and
     co-registered as in a run.
 
-    ``px_m`` is the pixel size in metres where the pair itself does not say (PNG).
+    ``px_m`` is the pixel size in metres where the pair itself does not say (PNG). ``classes`` keeps the change
+    a run would type as that class (a key of ``CLASS_CODES``): a building dataset is scored on what would be
+    reported as buildings, so new yards it does not label are neither found nor false.
     """
     ok = np.ones(pair.label.shape, bool)
     before = shift_array(pair.before, measure_arrays(pair.before, pair.after, ok, coregister_max_px))
     b, a = normalise_pair(before, pair.after, ok, normalise or NormaliseConfig().method)
     pw = PairWindow(Window(0, 0, a.shape[2], a.shape[1]), b, a, ok, np.zeros_like(ok))
     detector.prepare(pw, pair.px_m or px_m)
-    return detector.score(pw).probability >= detector.threshold
+    scores = detector.score(pw)
+    changed = scores.probability >= detector.threshold
+    if classes == "any":
+        return changed
+    return changed & np.isin(scores.change_type, CLASS_CODES[classes])
 
 
 def evaluate(detector, pairs: list[LabelledPair], min_object_px: int = 10, match_iou: float = 0.3,
-             normalise: str | None = None, px_m: float | None = None, coregister_max_px: float = 0.0) -> EvalResult:
+             normalise: str | None = None, px_m: float | None = None, coregister_max_px: float = 0.0,
+             classes: str = "any") -> EvalResult:
+    if classes not in CLASS_CODES:
+        raise ValueError(f"classes {classes!r}: expected one of {', '.join(CLASS_CODES)}")
     res = EvalResult()
     for p in pairs:
-        c = count(predict(detector, p, normalise, px_m, coregister_max_px), p.label == 1, min_object_px, match_iou)
+        c = count(predict(detector, p, normalise, px_m, coregister_max_px, classes), p.label == 1, min_object_px,
+                  match_iou)
         res.total += c
         res.images.append((p.name, c))
     return res

@@ -120,3 +120,54 @@ def test_eval_rgb_against_rgb_nir_geotiffs(tmp_path):
     r = runner.invoke(app, ["eval", str(tmp_path / "ds"), "--detector", "cva", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["object_recall"] == 1.0
+
+
+class _Fixed:
+    """A detector whose scores are given: a building, hardened ground and a pit, each a 4 × 4 square."""
+
+    name, halo, threshold, needs_sample = "fixed", 0, 0.5, False
+
+    def prepare(self, sample, px_m):
+        pass
+
+    def imagery_warning(self):
+        return None
+
+    def score(self, pw):
+        from satcheck.detect.base import BUILDING, EXCAVATION, HARDENED, ChangeScores
+
+        prob = np.zeros((20, 20), np.float32)
+        kind = np.zeros((20, 20), np.uint8)
+        for (r, c), k in zip(((2, 2), (2, 12), (12, 2)), (BUILDING, HARDENED, EXCAVATION)):
+            prob[r:r + 4, c:c + 4] = 0.9
+            kind[r:r + 4, c:c + 4] = k
+        return ChangeScores(prob, kind)
+
+
+@pytest.mark.parametrize("classes, tp, fp, fn", [("any", 32, 16, 16), ("building", 16, 0, 32),
+                                                 ("hardened", 16, 0, 32), ("excavation", 0, 16, 48)])
+def test_eval_classes_scores_what_a_run_would_report_as_that_class(classes, tp, fp, fn):
+    """Truth marks the building, the yard and a missed building: --classes building counts only the pixels typed
+    building, so the yard is neither found nor false."""
+    from satcheck.datasets import LabelledPair
+    from satcheck.evaluate import evaluate
+
+    label = np.zeros((20, 20), np.uint8)
+    label[2:6, 2:6] = label[2:6, 12:16] = label[14:18, 14:18] = 1
+    if classes in ("building", "hardened", "excavation"):
+        # A dataset of that class labels only it: the building (or yard) plus the missed object.
+        label = np.zeros((20, 20), np.uint8)
+        label[14:18, 14:18] = label[14:18, 8:12] = 1
+        where = {"building": (2, 2), "hardened": (2, 12), "excavation": None}[classes]
+        if where:
+            label[where[0]:where[0] + 4, where[1]:where[1] + 4] = 1
+        else:
+            label[8:12, 8:12] = 1
+    img = np.full((3, 20, 20), 0.3, np.float32)
+    res = evaluate(_Fixed(), [LabelledPair("p", img, img.copy(), label, None)], min_object_px=4, classes=classes)
+    assert (res.total.tp, res.total.fp, res.total.fn) == (tp, fp, fn)
+
+
+def test_eval_classes_refuses_an_unknown_class(tmp_path):
+    r = runner.invoke(app, ["eval", str(tmp_path), "--classes", "roads"])
+    assert r.exit_code == 2 and "'roads' is not one of building" in " ".join(r.output.split())

@@ -33,8 +33,74 @@ def test_budget():
     assert flops_per_megapixel(m) <= 10e9
 
 
+def _typed_batch():
+    """Four generated pairs, each with a bright new square of one class (building, hardened, excavation)."""
+    rng = np.random.default_rng(0)
+    before = rng.random((4, 5, 64, 64), dtype=np.float32) * 0.3
+    after = before.copy()
+    label = np.zeros((4, 64, 64), np.uint8)
+    cls = np.zeros((4, 64, 64), np.uint8)
+    for i in range(4):
+        r, c = rng.integers(8, 40, 2)
+        k = i % 3 + 1
+        after[i, :3, r:r + 16, c:c + 16] = np.asarray([0.9, 0.6, 0.3][k - 1])[None, None, None] * [[[1.0]], [[0.9]],
+                                                                                                  [[k / 3]]]
+        label[i, r:r + 16, c:c + 16] = 1
+        cls[i, r:r + 16, c:c + 16] = k
+    return [torch.from_numpy(x) for x in (before, after, label, cls)]
+
+
+def test_a_few_steps_reduce_the_loss_of_each_output():
+    from satcheck.model.losses import loss_terms
+
+    torch.manual_seed(0)
+    m = ChangeNet()
+    tb, ta, y, cls = _typed_batch()
+    g = torch.zeros(4, dtype=torch.int64)  # "all": the generator labels every class
+    opt = torch.optim.Adam(m.parameters(), 1e-2)
+    first = last = None
+    for _ in range(25):
+        terms = loss_terms(m(tb, ta), y, cls, g)
+        loss = terms["change"] + 0.5 * terms["type"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first or {k: v.item() for k, v in terms.items()}
+        last = {k: v.item() for k, v in terms.items()}
+    assert last["change"] < 0.7 * first["change"] and last["type"] < 0.7 * first["type"]
+
+
+@pytest.mark.parametrize("supervises, silent", [(1, (1, 2)), (2, (2,))])
+def test_a_source_leaves_the_classes_it_does_not_label_without_gradient(supervises, silent):
+    """LEVIR-CD (buildings only) must not teach hardened ground or excavation; DSIFN/OSCD (construction) must
+    not teach excavation."""
+    from satcheck.model.losses import training_loss
+
+    torch.manual_seed(0)
+    m = ChangeNet()
+    tb, ta, y, cls = _typed_batch()
+    training_loss(m(tb, ta), y, torch.zeros_like(cls), torch.full((4,), supervises)).backward()
+    out = m.head[-1]
+    for k in range(3):
+        grad = out.weight.grad[k].abs().sum().item() + out.bias.grad[k].abs().item()
+        assert (grad == 0) == (k in silent), (k, grad)
+
+
+def test_older_weights_are_read_as_change_and_its_type():
+    """Weights saved before the three classes (change, construction, excavation) still run."""
+    from satcheck.model.runtime import class_probabilities, output_classes
+
+    logits = np.zeros((1, 3, 2, 2), np.float32)
+    logits[0, 0] = 5.0  # changed
+    logits[0, 2, 0, 0] = 4.0  # excavation at one pixel
+    probs = class_probabilities(logits, ("change", "construction", "excavation"))
+    assert output_classes({}) == ("construction", "hardened", "excavation")
+    assert probs[0, 2, 0, 0] > 0.9 and probs[0, 0, 1, 1] > 0.45 and (probs[0, 1] == 0).all()
+    np.testing.assert_allclose(probs[0].sum(0), 1 / (1 + np.exp(-5.0)), rtol=1e-5)
+
+
 def test_a_few_steps_reduce_loss():
-    from satcheck.model.train import _loss
+    from satcheck.model.losses import training_loss
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -49,9 +115,10 @@ def test_a_few_steps_reduce_loss():
     opt = torch.optim.Adam(m.parameters(), 1e-2)
     tb, ta = torch.from_numpy(before), torch.from_numpy(after)
     y, cls = torch.from_numpy(label), torch.from_numpy(label)
+    g = torch.zeros(4, dtype=torch.int64)
     losses = []
     for _ in range(25):
-        loss = _loss(m(tb, ta), y, cls)
+        loss = training_loss(m(tb, ta), y, cls, g)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -66,7 +133,7 @@ def test_weights_roundtrip_and_mismatch(tmp_path):
     x = torch.rand(1, IN_CHANNELS, 32, 32)
     with torch.no_grad():
         assert torch.allclose(m(x, x), m2(x, x))
-    assert meta == {"bands": [3, 4]}
+    assert meta == {"bands": [3, 4], "outputs": ["building", "hardened", "excavation"]}
     # A state dict that does not fit the saved architecture.
     payload = torch.load(path, weights_only=True)
     payload["state_dict"] = ChangeNet().state_dict()
@@ -90,9 +157,9 @@ def test_blending_leaves_no_seam(engine):
             p.add_(torch.randn_like(p) * 0.05)
     pred = make_predictor(m, "cpu", engine, tile_px=128, overlap_px=32, batch_size=3)
     x = np.full((4, 300, 333), 0.4, np.float32)
-    prob, exc = pred.predict(to_input(x), to_input(x * 1.2))
-    assert prob.shape == (300, 333)
-    assert np.ptp(prob) < 1e-4 and np.ptp(exc) < 1e-4
+    probs = pred.predict(to_input(x), to_input(x * 1.2))
+    assert probs.shape == (3, 300, 333)
+    assert np.ptp(probs, axis=(1, 2)).max() < 1e-4
 
 
 def test_tiled_equals_whole_in_the_interior():
@@ -101,9 +168,9 @@ def test_tiled_equals_whole_in_the_interior():
     rng = np.random.default_rng(0)
     b = to_input(rng.random((4, 256, 256), dtype=np.float32))
     a = to_input(rng.random((4, 256, 256), dtype=np.float32))
-    whole, _ = make_predictor(m, "cpu", "torch", tile_px=256, overlap_px=0).predict(b, a)
-    tiled, _ = make_predictor(m, "cpu", "torch", tile_px=128, overlap_px=64).predict(b, a)
-    assert np.abs(whole - tiled)[32:-32, 32:-32].mean() < 0.02
+    whole = make_predictor(m, "cpu", "torch", tile_px=256, overlap_px=0).predict(b, a)
+    tiled = make_predictor(m, "cpu", "torch", tile_px=128, overlap_px=64).predict(b, a)
+    assert np.abs(whole - tiled)[:, 32:-32, 32:-32].mean() < 0.02
 
 
 def test_onnx_matches_torch_at_any_size():
@@ -112,10 +179,10 @@ def test_onnx_matches_torch_at_any_size():
     rng = np.random.default_rng(1)
     b = to_input(rng.random((3, 97, 101), dtype=np.float32))
     a = to_input(rng.random((3, 97, 101), dtype=np.float32))
-    p1, e1 = make_predictor(m, "cpu", "torch", tile_px=128).predict(b, a)
-    p2, e2 = make_predictor(m, "cpu", "onnx", tile_px=128).predict(b, a)
-    assert p1.shape == (97, 101)
-    assert np.abs(p1 - p2).max() < 1e-3 and np.abs(e1 - e2).max() < 1e-3
+    p1 = make_predictor(m, "cpu", "torch", tile_px=128).predict(b, a)
+    p2 = make_predictor(m, "cpu", "onnx", tile_px=128).predict(b, a)
+    assert p1.shape == (3, 97, 101)
+    assert np.abs(p1 - p2).max() < 1e-3
 
 
 def test_cpu_run_with_cached_graph_does_not_import_torch(tmp_path):

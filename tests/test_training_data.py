@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from satcheck.errors import DatasetError
-from satcheck.model.data import BatchPrefetcher, Example, ExampleSampler, synthetic_pool
+from satcheck.model.data import BUILDING, Example, synthetic_pool
+from satcheck.model.sampling import BatchPrefetcher, ExampleSampler
 
 
 def _sampler(seed: int = 3, paste=None, paste_real: float = 0.0) -> ExampleSampler:
@@ -52,13 +53,13 @@ def _one_object(value: float, median: float):
     return [(np.full((3, 10, 10), value, np.float32), np.ones((10, 10), bool), np.full(3, median, np.float32))]
 
 
-def test_pasted_object_is_labelled_construction_and_matched_to_the_scene():
+def test_pasted_object_is_labelled_building_and_matched_to_the_scene():
     s = _sampler(paste=_one_object(0.8, 0.4))
     a = np.full((4, 64, 64), 0.1, np.float32)
     y = np.zeros((64, 64), np.uint8)
     c = np.zeros((64, 64), np.uint8)
     s._paste(a, y, c, (1.0, 1.0), match=True)
-    assert y.sum() == 100 and (c[y == 1] == 1).all()
+    assert y.sum() == 100 and (c[y == 1] == BUILDING).all()
     # 0.8 × (scene median 0.1 / source median 0.4); NIR takes red's value.
     np.testing.assert_allclose(a[:, y == 1], 0.2, rtol=1e-6)
     assert (a[:, y == 0] == 0.1).all()
@@ -71,10 +72,24 @@ def test_paste_real_puts_labelled_objects_into_unchanged_examples():
     def changed_examples(paste_real: float) -> int:
         s = ExampleSampler({"pairs": (1.0, [unchanged])}, crop=64, seed=5, paste_objects=_one_object(0.8, 0.4),
                            paste_real=paste_real)
-        _, _, y, c = s.batch(8)
-        assert ((y == 1) == (c == 1)).all()
+        _, _, y, c, _ = s.batch(8)
+        assert ((y == 1) == (c == BUILDING)).all()
         return int(((y == 1).sum(axis=(1, 2)) > 0).sum())
 
     assert changed_examples(0.0) == 0
     assert changed_examples(1.0) >= 5  # all 8 but the few drawn with the dates swapped (label emptied)
     assert unchanged.label.sum() == 0  # the pool itself is never written to
+
+
+def test_each_source_says_what_its_labels_speak_of():
+    """Synthetic scenes know each class (a yard's core is a roof); an A/B/label folder says building or
+    construction as its recipe says."""
+    pool = synthetic_pool(3, seed=2, size=256, workers=1)
+    assert all(e.supervises == "all" for e in pool)
+    classes = set(np.unique(np.concatenate([e.change_class[e.label == 1] for e in pool])).tolist())
+    assert classes <= {1, 2, 3} and len(classes) >= 2
+    assert all((e.change_class[e.label == 0] == 0).all() for e in pool)
+    levir = Example(pool[0].before, pool[0].after, pool[0].label, np.zeros_like(pool[0].label), 0.5, "building")
+    s = ExampleSampler({"levir": (1.0, [levir])}, crop=64, seed=1)
+    *_, g = s.batch(4)
+    assert (g == 1).all()  # SUPERVISES.index("building")

@@ -117,10 +117,11 @@ def reproject_pieces(pieces: list[Piece], src, dst) -> list[Piece]:
 
 def write_pieces(pieces: list[Piece], crs, path: Path) -> None:
     rows = [{"score_sum": p.score_sum, "n_px": p.n_px, "n_construction": p.n_construction,
-             "n_excavation": p.n_excavation, "source": p.source, "geometry": p.geometry} for p in pieces]
+             "n_excavation": p.n_excavation, "source": p.source, "n_building": p.n_building,
+             "n_hardened": p.n_hardened, "geometry": p.geometry} for p in pieces]
     gdf = gpd.GeoDataFrame(rows, geometry="geometry", crs=crs) if rows else \
-        gpd.GeoDataFrame({"score_sum": [], "n_px": [], "n_construction": [], "n_excavation": [], "source": []},
-                         geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+        gpd.GeoDataFrame({"score_sum": [], "n_px": [], "n_construction": [], "n_excavation": [], "source": [],
+                          "n_building": [], "n_hardened": []}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
     with atomic_path(path) as tmp:
         gdf.to_file(tmp, layer="pieces", driver="GPKG", engine="pyogrio")
 
@@ -129,5 +130,7 @@ def read_pieces(path: Path, crs) -> list[Piece]:
     gdf = gpd.read_file(path, layer="pieces", engine="pyogrio")
     if len(gdf) and gdf.crs is not None and gdf.crs != crs:
         gdf = gdf.to_crs(crs)
-    return [Piece(r.geometry, float(r.score_sum), int(r.n_px), int(r.n_construction), int(r.n_excavation), str(r.source))
+    # Pieces written before building and hardened ground were told apart have no such columns.
+    return [Piece(r.geometry, float(r.score_sum), int(r.n_px), int(r.n_construction), int(r.n_excavation), str(r.source),
+                  int(getattr(r, "n_building", 0)), int(getattr(r, "n_hardened", 0)))
             for r in gdf.itertuples()]

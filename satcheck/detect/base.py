@@ -9,8 +9,17 @@ import numpy as np
 
 from satcheck.align import PairWindow
 
-NO_CHANGE, CONSTRUCTION, EXCAVATION = 0, 1, 2
-CHANGE_TYPES = {CONSTRUCTION: "construction", EXCAVATION: "excavation"}
+# CONSTRUCTION is building-or-hardened where a detector cannot tell which (the cva baseline, older weights).
+NO_CHANGE, CONSTRUCTION, EXCAVATION, BUILDING, HARDENED = 0, 1, 2, 3, 4
+CHANGE_TYPES = {CONSTRUCTION: "construction", EXCAVATION: "excavation", BUILDING: "building", HARDENED: "hardened"}
+CODES = {name: code for code, name in CHANGE_TYPES.items()}
+# What each class that `satcheck eval --classes` scores counts as that class.
+CLASS_CODES = {
+    "building": (BUILDING, CONSTRUCTION),
+    "hardened": (HARDENED, CONSTRUCTION),
+    "excavation": (EXCAVATION,),
+    "any": (CONSTRUCTION, EXCAVATION, BUILDING, HARDENED),
+}
 
 
 @dataclass
@@ -18,7 +27,7 @@ class ChangeScores:
     """Per-pixel change probability (0..1) and the more likely change type."""
 
     probability: np.ndarray  # float32 (h, w)
-    change_type: np.ndarray  # uint8 (h, w): CONSTRUCTION or EXCAVATION
+    change_type: np.ndarray  # uint8 (h, w): one of CHANGE_TYPES' codes
 
 
 @runtime_checkable

@@ -8,9 +8,10 @@ import numpy as np
 
 from satcheck.align import PairWindow
 from satcheck.config import ModelConfig
-from satcheck.detect.base import CONSTRUCTION, EXCAVATION, ChangeScores
+from satcheck.detect.base import CODES, ChangeScores
 from satcheck.errors import BandMismatchError, ModelError
-from satcheck.model.runtime import OnnxPredictor, TiledPredictor, cached_onnx, choose_engine, to_input
+from satcheck.model.runtime import (OnnxPredictor, TiledPredictor, cached_onnx, choose_engine, output_classes,
+                                    to_input)
 from satcheck.model.weights import load_weights, shipped_weights
 
 SUPPORTED_BANDS = (3, 4)
@@ -35,11 +36,12 @@ def build_predictor(cfg: ModelConfig, device: str, path: Path) -> tuple[TiledPre
 
             hit = cache_onnx(path)
         graph, meta = hit
-        return OnnxPredictor(graph, cfg.threads, **tiling), meta
+        return OnnxPredictor(graph, cfg.threads, **tiling, outputs=meta.get("outputs", ())), meta
     from satcheck.model.infer import TorchPredictor
 
     model, meta = load_weights(path)
-    return TorchPredictor(model, device, cfg.threads, cfg.gpu_precision, **tiling), meta
+    return TorchPredictor(model, device, cfg.threads, cfg.gpu_precision, **tiling,
+                          outputs=meta.get("outputs", ())), meta
 
 
 class ModelDetector:
@@ -62,6 +64,7 @@ class ModelDetector:
                 "or use --detector cva")
         self.meta = meta
         self.path = path
+        self._codes = np.asarray([CODES[c] for c in output_classes(meta)], np.uint8)
         # Weights saved before their pixel sizes were recorded: the range of the recipe they all come from.
         self.pixel_range = tuple(meta.get("pixel_size_m") or LEGACY_PIXEL_RANGE)
         self.threshold = cfg.threshold
@@ -97,18 +100,18 @@ class ModelDetector:
             # nodata collar or of a cloud reads as change, and the network's response spreads into valid pixels.
             before[:, masked] = after[:, masked]
         if self.zoom == 1.0:
-            prob, exc = self.predictor.predict(before, after)
+            classes = self.predictor.predict(before, after)
         else:
-            prob, exc = self._predict_enlarged(before, after)
-        prob = np.where(pw.valid, prob, 0).astype(np.float32, copy=False)
-        return ChangeScores(prob, np.where(exc > 0.5, EXCAVATION, CONSTRUCTION).astype(np.uint8))
+            classes = self._predict_enlarged(before, after)
+        # A pixel has changed as much as its most likely class has; the class says into what.
+        prob = np.where(pw.valid, classes.max(0), 0).astype(np.float32, copy=False)
+        return ChangeScores(prob, self._codes[classes.argmax(0)])
 
-    def _predict_enlarged(self, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _predict_enlarged(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         """The predictor on both dates enlarged by ``zoom`` (bilinear), its outputs brought back to the window."""
         h, w = after.shape[1:]
         big = (max(1, round(h * self.zoom)), max(1, round(w * self.zoom)))
-        prob, exc = self.predictor.predict(_resized(before, big), _resized(after, big))
-        return _resized(prob[None], (h, w))[0], _resized(exc[None], (h, w))[0]
+        return _resized(self.predictor.predict(_resized(before, big), _resized(after, big)), (h, w))
 
 
 def _resized(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -18,7 +18,7 @@ from rasterio.transform import Affine
 from scipy import ndimage
 from shapely.geometry import shape
 
-from satcheck.detect.base import CHANGE_TYPES, CONSTRUCTION, EXCAVATION
+from satcheck.detect.base import BUILDING, CONSTRUCTION, EXCAVATION, HARDENED
 from satcheck.geometry import touching_groups
 
 
@@ -27,9 +27,11 @@ class Piece:
     geometry: shapely.Geometry
     score_sum: float
     n_px: int
-    n_construction: int
+    n_construction: int  # every construction pixel: building, hardened, or not told apart
     n_excavation: int
     source: str
+    n_building: int = 0
+    n_hardened: int = 0
 
 
 def window_pieces(mask: np.ndarray, probability: np.ndarray, change_type: np.ndarray, transform: Affine,
@@ -46,16 +48,32 @@ def window_pieces(mask: np.ndarray, probability: np.ndarray, change_type: np.nda
     idx = lab.ravel()
     sums = np.bincount(idx, weights=probability.ravel(), minlength=n + 1)
     counts = np.bincount(idx, minlength=n + 1)
-    n_con = np.bincount(idx, weights=(change_type.ravel() == CONSTRUCTION), minlength=n + 1)
-    n_exc = np.bincount(idx, weights=(change_type.ravel() == EXCAVATION), minlength=n + 1)
+    types = change_type.ravel()
+    n_build = np.bincount(idx, weights=(types == BUILDING), minlength=n + 1)
+    n_hard = np.bincount(idx, weights=(types == HARDENED), minlength=n + 1)
+    n_con = n_build + n_hard + np.bincount(idx, weights=(types == CONSTRUCTION), minlength=n + 1)
+    n_exc = np.bincount(idx, weights=(types == EXCAVATION), minlength=n + 1)
     pieces: dict[int, list] = {}
     for geom, value in features.shapes(lab.astype(np.int32), mask=mask, transform=transform, connectivity=8):
         pieces.setdefault(int(value), []).append(shape(geom))
     out = []
     for v, geoms in pieces.items():
         g = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
-        out.append(Piece(g, float(sums[v]), int(counts[v]), int(n_con[v]), int(n_exc[v]), source))
+        out.append(Piece(g, float(sums[v]), int(counts[v]), int(n_con[v]), int(n_exc[v]), source,
+                         int(n_build[v]), int(n_hard[v])))
     return out
+
+
+def change_type_of(pieces: list[Piece]) -> str:
+    """The change type of a region by its pixels' votes: excavation against construction first, since that
+    decides the rule that applies; then building against hardened ground among the construction pixels."""
+    n_con = sum(p.n_construction for p in pieces)
+    if sum(p.n_excavation for p in pieces) > n_con:
+        return "excavation"
+    n_build, n_hard = sum(p.n_building for p in pieces), sum(p.n_hardened for p in pieces)
+    if n_build + n_hard < n_con - (n_build + n_hard):
+        return "construction"  # mostly pixels of a detector that does not tell them apart
+    return "building" if n_build >= n_hard else "hardened"
 
 
 def merge_pieces(pieces: list[Piece], crs: CRS, min_area_m2: float = 0.0,
@@ -74,10 +92,8 @@ def merge_pieces(pieces: list[Piece], crs: CRS, min_area_m2: float = 0.0,
         area = float(geom.area)
         if area < min_area_m2 or sum(p.score_sum for p in ps) / max(n, 1) < min_mean_score:
             continue
-        n_con = sum(p.n_construction for p in ps)
-        n_exc = sum(p.n_excavation for p in ps)
         rows.append({
-            "change_type": CHANGE_TYPES[EXCAVATION if n_exc > n_con else CONSTRUCTION],
+            "change_type": change_type_of(ps),
             "area_m2": round(area, 2),
             "mean_score": round(sum(p.score_sum for p in ps) / max(n, 1), 4),
             "pixels": n,

@@ -101,6 +101,7 @@ class TorchPredictor(TiledPredictor):
 def make_predictor(model: ChangeNet, device: str = "auto", engine: str = "auto", threads: int | None = None,
                    **tiling) -> TiledPredictor:
     """A predictor for an in-memory network (no cache): ONNX Runtime or torch, as :func:`choose_engine` says."""
+    tiling.setdefault("outputs", model.outputs)
     if choose_engine(engine, device) == "onnx":
         return OnnxPredictor(export_onnx(model), threads, **tiling)
     return TorchPredictor(model, device, threads, **tiling)

@@ -5,8 +5,11 @@ scales the two feature maps are fused as |a - b| next to the later date's
 features (the difference says *whether* something changed, the later
 features say *into what*).  A light top-down decoder brings the fused
 features back to half resolution, where a 1×1 head gives three logits per
-pixel: change, and construction vs excavation.  Output is upsampled to the
-input size, so any input size works (multiples of 16 are fastest).
+pixel, one independent sigmoid per change class: building, hardened ground
+(yards, pads, roads) and excavation.  Independent, so that a source whose
+labels speak of one class only (LEVIR-CD: buildings) trains that class and
+leaves the others alone (:mod:`satcheck.model.losses`).  Output is upsampled
+to the input size, so any input size works (multiples of 16 are fastest).
 
 Input channels per date: R, G, B, NIR and a constant plane that says
 whether NIR is real (1) or absent (0, NIR plane zero).  One set of weights
@@ -19,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from satcheck.model.runtime import IN_CHANNELS
+from satcheck.model.runtime import IN_CHANNELS, LEGACY_OUTPUTS, TYPED_OUTPUTS
 
-OUT_CHANNELS = 3  # change logit, construction logit, excavation logit
+OUT_CHANNELS = 3  # one logit per class of TYPED_OUTPUTS (earlier weights: LEGACY_OUTPUTS)
 
 
 class ConvBN(nn.Sequential):
@@ -66,8 +69,12 @@ class Encoder(nn.Module):
 
 
 class ChangeNet(nn.Module):
-    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 96), decoder: int = 32):
+    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 96), decoder: int = 32,
+                 outputs: tuple[str, ...] = TYPED_OUTPUTS):
         super().__init__()
+        if tuple(outputs) not in (TYPED_OUTPUTS, LEGACY_OUTPUTS):
+            raise ValueError(f"outputs {outputs!r}: expected {TYPED_OUTPUTS} or {LEGACY_OUTPUTS}")
+        self.outputs = tuple(outputs)
         self.widths = tuple(widths)
         self.decoder_width = decoder
         self.encoder = Encoder(self.widths)
@@ -76,7 +83,7 @@ class ChangeNet(nn.Module):
         self.head = nn.Sequential(DSBlock(decoder, decoder), nn.Conv2d(decoder, OUT_CHANNELS, 1))
 
     def config(self) -> dict:
-        return {"widths": list(self.widths), "decoder": self.decoder_width}
+        return {"widths": list(self.widths), "decoder": self.decoder_width, "outputs": list(self.outputs)}
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
         h, w = after.shape[-2:]

@@ -109,30 +109,53 @@ def cached_onnx(weights: Path) -> tuple[Path, dict] | None:
 
 # ----------------------------------------------------------------------------- tiling
 
+# What the network's three output channels mean. Weights without the record are the earlier kind.
+TYPED_OUTPUTS = ("building", "hardened", "excavation")  # one sigmoid per class: change of that class
+LEGACY_OUTPUTS = ("change", "construction", "excavation")  # change, then a softmax of its type
+
+
+def output_classes(meta: dict) -> tuple[str, str, str]:
+    """The change classes of the three class probabilities :meth:`TiledPredictor.predict` returns."""
+    if tuple(meta.get("outputs", LEGACY_OUTPUTS)) == TYPED_OUTPUTS:
+        return TYPED_OUTPUTS
+    return ("construction", "hardened", "excavation")  # older weights never score hardened on its own
+
+
+def class_probabilities(logits: np.ndarray, outputs: tuple[str, ...]) -> np.ndarray:
+    """(n, 3, h, w) logits → (n, 3, h, w) probabilities of change of each class of :func:`output_classes`."""
+    if tuple(outputs) == TYPED_OUTPUTS:
+        return _sigmoid(logits)
+    change = _sigmoid(logits[:, 0])
+    exc = _sigmoid(logits[:, 2] - logits[:, 1])  # softmax share of excavation
+    return np.stack([change * (1 - exc), np.zeros_like(change), change * exc], 1)
+
+
 class TiledPredictor:
-    """Runs the network over whole arrays: change probability and excavation share per pixel."""
+    """Runs the network over whole arrays: the probability of change of each class per pixel."""
 
     engine = "?"
     device_type = "cpu"
 
-    def __init__(self, tile_px: int = 512, overlap_px: int = 64, batch_size: int = 4):
+    def __init__(self, tile_px: int = 512, overlap_px: int = 64, batch_size: int = 4,
+                 outputs: tuple[str, ...] = TYPED_OUTPUTS):
         self.tile = max(MULTIPLE, tile_px - tile_px % MULTIPLE)
         self.overlap = min(overlap_px, self.tile // 2)
         self.batch_size = batch_size
+        self.outputs = tuple(outputs)
 
     def _run(self, b: np.ndarray, a: np.ndarray) -> np.ndarray:
         """Logits (n, 3, h, w) of a batch of inputs (n, 5, h, w)."""
         raise NotImplementedError
 
-    def predict(self, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs: (5, h, w) float32 each. Returns (probability (h, w), excavation share (h, w))."""
+    def predict(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """Inputs: (5, h, w) float32 each. Returns (3, h, w) probabilities, classes of :func:`output_classes`."""
         _, h, w = after.shape
         if h <= self.tile and w <= self.tile:
             # One window covers it: the network takes any size, so no padding and no blending.
-            logits = self._run(np.ascontiguousarray(before[None]), np.ascontiguousarray(after[None]))[0]
-            return _sigmoid(logits[0]), _sigmoid(logits[2] - logits[1])
+            logits = self._run(np.ascontiguousarray(before[None]), np.ascontiguousarray(after[None]))
+            return class_probabilities(logits, self.outputs)[0]
         th, tw = min(self.tile, h), min(self.tile, w)
-        acc = np.zeros((2, h, w), np.float32)
+        acc = np.zeros((3, h, w), np.float32)
         wsum = np.zeros((h, w), np.float32)
         weights = _blend(th, tw, self.overlap)
         wins = list(overlapping_windows(w, h, th, self.overlap)) if th == tw else \
@@ -142,14 +165,12 @@ class TiledPredictor:
             sl = [(slice(int(v.row_off), int(v.row_off + v.height)), slice(int(v.col_off), int(v.col_off + v.width)))
                   for v in chunk]
             logits = self._run(np.stack([before[:, r, c] for r, c in sl]), np.stack([after[:, r, c] for r, c in sl]))
-            change = _sigmoid(logits[:, 0])
-            exc = _sigmoid(logits[:, 2] - logits[:, 1])  # softmax share of excavation
+            probs = class_probabilities(logits, self.outputs)
             for k, (r, c) in enumerate(sl):
-                acc[0, r, c] += change[k] * weights
-                acc[1, r, c] += exc[k] * weights
+                acc[:, r, c] += probs[k] * weights
                 wsum[r, c] += weights
         acc /= wsum
-        return acc[0], acc[1]
+        return acc
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -13,25 +13,15 @@ from typing import Callable, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from satcheck.atomic import atomic_path
 from satcheck.config import _validate, load_yaml
 from satcheck.errors import DatasetError
-from satcheck.model.data import (
-    IGNORE,
-    NAIP_M,
-    BatchPrefetcher,
-    ExampleSampler,
-    folder_pool,
-    naip_pool,
-    oscd_pool,
-    paste_objects,
-    pixel_range,
-    synthetic_pool,
-)
+from satcheck.model.data import NAIP_M, folder_pool, naip_pool, oscd_pool, paste_objects, pixel_range, synthetic_pool
+from satcheck.model.losses import training_loss
 from satcheck.model.network import ChangeNet, count_parameters, flops_per_megapixel
+from satcheck.model.sampling import BatchPrefetcher, ExampleSampler
 from satcheck.model.weights import save_weights
 
 
@@ -49,6 +39,9 @@ class FolderSource(_Strict):
     path: str
     names: list[str] | None = None  # None: every pair in the folder
     weight: float = Field(0.1, ge=0)
+    # What the labels mark: buildings only (LEVIR-CD), or construction without telling buildings from hardened
+    # ground (DSIFN). The other classes learn nothing from this source.
+    supervises: Literal["building", "construction"] = "construction"
     licence: str = ""
 
 
@@ -100,22 +93,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _loss(logits: torch.Tensor, label: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-    valid = label != IGNORE
-    y = (label == 1).float()
-    change = logits[:, 0]
-    bce = F.binary_cross_entropy_with_logits(change, y, reduction="none", pos_weight=torch.tensor(3.0))
-    bce = (bce * valid).sum() / valid.sum().clamp(min=1)
-    p = torch.sigmoid(change) * valid
-    dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
-    typed = (label == 1) & (cls > 0)
-    type_loss = torch.zeros((), device=logits.device)
-    if typed.any():
-        t_logits = logits[:, 1:3].permute(0, 2, 3, 1)[typed]
-        type_loss = F.cross_entropy(t_logits, (cls[typed] - 1).long())
-    return bce + dice + 0.5 * type_loss
-
-
 def _existing(path: str) -> Path | None:
     p = Path(path)
     return p if p.exists() else None
@@ -135,10 +112,10 @@ def build_sampler(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Example
         if root is None:
             log(f"skipped (absent): {ds.path}")
             continue
-        pool = folder_pool(root, ds.names)
+        pool = folder_pool(root, ds.names, ds.supervises)
         real.extend(pool)
         sources[f"folder:{root.name}"] = (ds.weight, pool)
-        manifest[root.name] = {"names": ds.names or "all", "licence": ds.licence}
+        manifest[root.name] = {"names": ds.names or "all", "supervises": ds.supervises, "licence": ds.licence}
     if cfg.naip and _existing(cfg.naip.path):
         sources["naip"] = (cfg.naip.weight, naip_pool(Path(cfg.naip.path)))
         sizes["naip"] = [NAIP_M]
@@ -149,24 +126,27 @@ def build_sampler(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Example
     if not sources:
         raise DatasetError("training has no data: enable synthetic scenes or give an existing dataset path")
     for name, (_, items) in sources.items():
-        sizes.setdefault(name, sorted({e.gsd for e in items}))
+        if name not in sizes:  # NAIP's items are arrays of dates, its size set above
+            sizes[name] = sorted({e.gsd for e in items})
     manifest["pixel_size_m"] = pixel_range(sizes)
     return ExampleSampler(sources, cfg.crop_px, cfg.seed, paste_objects(real), cfg.paste_real,
                          cfg.normalise), manifest
 
 
-def train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print) -> dict:
+def train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print, device: str = "auto") -> dict:
     """Train and save weights to ``out``; returns the training record (also saved as JSON beside them)."""
+    from satcheck.model.infer import resolve_device
+
+    torch_device = resolve_device(device)  # before drawing minutes of scenes: a missing GPU fails at once
     seed_everything(cfg.seed)
     prefetch = cfg.prefetch > 0 and "fork" in get_all_start_methods()
     # The drawing process keeps one core busy; a second torch thread on it slows both (measured on 2 cores).
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) - prefetch))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sampler, manifest = build_sampler(cfg, log)
     if prefetch:
         with BatchPrefetcher(sampler, cfg.batch_size, cfg.steps, cfg.prefetch) as drawn:
-            return _train(cfg, out, log, device, drawn.batch, manifest)
-    return _train(cfg, out, log, device, lambda: sampler.batch(cfg.batch_size), manifest)
+            return _train(cfg, out, log, torch_device, drawn.batch, manifest)
+    return _train(cfg, out, log, torch_device, lambda: sampler.batch(cfg.batch_size), manifest)
 
 
 def _train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None], device: torch.device,
@@ -181,9 +161,8 @@ def _train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None], device
     running = None
     model.train()
     for step in range(cfg.steps):
-        b, a, y, c = next_batch()
-        logits = model(torch.from_numpy(b).to(device), torch.from_numpy(a).to(device))
-        loss = _loss(logits, torch.from_numpy(y).to(device), torch.from_numpy(c).to(device))
+        b, a, y, c, g = (torch.from_numpy(x).to(device) for x in next_batch())
+        loss = training_loss(model(b, a), y, c, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -202,6 +181,7 @@ def _train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None], device
         "parameters": count_parameters(model),
         "gflops_per_mpx": round(flops_per_megapixel(model) / 1e9, 3),
         "bands": [3, 4],
+        "outputs": list(model.outputs),
         "pixel_size_m": pixel_size_m,
         "train_config": cfg.model_dump(mode="json"),
         "trained_on": trained_on,

@@ -12,6 +12,7 @@ from satcheck.errors import ModelError
 
 if TYPE_CHECKING:
     from satcheck.model.network import ChangeNet
+    from satcheck.model.runtime import LEGACY_OUTPUTS
 
 # torch is imported inside the functions that need it: finding the shipped weights must not cost a torch import.
 
@@ -52,6 +53,7 @@ def load_weights(path: str | Path) -> tuple[ChangeNet, dict]:
     import torch
 
     from satcheck.model.network import ChangeNet
+    from satcheck.model.runtime import LEGACY_OUTPUTS
 
     path = Path(path)
     if not path.is_file():
@@ -67,11 +69,12 @@ def load_weights(path: str | Path) -> tuple[ChangeNet, dict]:
                          "upgrade satcheck or retrain")
     try:
         cfg = json.loads(payload["config_json"])
-        model = ChangeNet(tuple(cfg["widths"]), cfg["decoder"])
+        model = ChangeNet(tuple(cfg["widths"]), cfg["decoder"], tuple(cfg.get("outputs", LEGACY_OUTPUTS)))
         model.load_state_dict(payload["state_dict"], strict=True)
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:160]
         raise ModelError(f"{path}: weights do not fit the network ({first}); retrain with this satcheck version") from None
     model.eval()
     meta = json.loads(payload.get("meta_json", "{}"))
+    meta["outputs"] = list(model.outputs)  # what the logits mean, for engines that never see the network
     return model, meta

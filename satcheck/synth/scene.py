@@ -68,6 +68,8 @@ ROOFS = ("roof_grey", "roof_red", "roof_blue", "roof_dark", "roof_white")
 
 CONSTRUCTION = 1
 EXCAVATION = 2
+# What a planted change becomes, as the network's classes: a roof, hardened ground (yard, pad, road), a pit.
+SURFACES = {"building": 1, "hardened": 2, "excavation": 3}
 
 
 @dataclass
@@ -115,6 +117,7 @@ class ScenePair:
     after_valid: np.ndarray
     truth: np.ndarray  # uint8 (H, W): 0 none, 1 construction, 2 excavation
     layout: Layout
+    surface: np.ndarray | None = None  # uint8 (H, W): 0 none, then SURFACES' codes: what the changed land became
 
 
 def _m(layout_or_gsd, metres: float) -> float:
@@ -536,6 +539,7 @@ def make_pair(seed: int, size: tuple[int, int] = (1536, 1536), gsd: float = 1.0,
     truth = np.zeros((h, w), np.uint8)
     for c in L.changes:
         truth = np.maximum(truth, raster([c.geom], (h, w), c.kind))
+    surface = planted_surfaces(L, (h, w))
     before_valid = np.ones((h, w), bool)
     after_valid = np.ones((h, w), bool)
     if collar:
@@ -546,7 +550,23 @@ def make_pair(seed: int, size: tuple[int, int] = (1536, 1536), gsd: float = 1.0,
         before_valid[:, :2] = False
     if nuisance and cloud:
         truth[~after_clear] = 0
-    return ScenePair(np.clip(before, 0, 1), np.clip(after, 0, 1), before_valid, after_valid, truth, L)
+        surface[~after_clear] = 0
+    return ScenePair(np.clip(before, 0, 1), np.clip(after, 0, 1), before_valid, after_valid, truth, L, surface)
+
+
+def planted_surfaces(L: Layout, shape: tuple[int, int]) -> np.ndarray:
+    """The planted changes by what the land became, drawn as :func:`render` draws them (a yard's core is a roof)."""
+    out = np.zeros(shape, np.uint8)
+    for c in L.changes:
+        if c.kind == EXCAVATION:
+            out = np.maximum(out, raster([c.geom], shape, SURFACES["excavation"]))
+            continue
+        hardened = c.label.endswith(":yard_only") or c.label.endswith(":yard")
+        m = raster([c.geom], shape).astype(bool)
+        out[m & (out != SURFACES["excavation"])] = SURFACES["hardened" if hardened else "building"]
+        if c.label.endswith(":yard"):
+            out[raster([affinity.scale(c.geom, 0.5, 0.5)], shape).astype(bool)] = SURFACES["building"]
+    return out
 
 
 def to_dn(refl: np.ndarray, valid: np.ndarray, dtype: str = "uint8") -> np.ndarray:
