@@ -45,6 +45,9 @@ def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run configuration (YAML)."),
     detector: Optional[str] = typer.Option(None, "--detector", help="auto | model | cva"),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
+    allow_partial_rules: bool = typer.Option(
+        False, "--allow-partial-rules", help="Rule layers that miss the imagery (they cover another part of the "
+        "jurisdiction) are warnings, not errors."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Detect change between two dates and write change polygons (and patches with --rules)."""
@@ -54,7 +57,8 @@ def run(
     if device not in (None, "auto", "cpu", "cuda"):
         raise typer.BadParameter(f"'{device}' is not one of auto, cpu, cuda", param_hint="--device")
     try:
-        cfg = load_config(config).with_overrides(**{"detect.detector": detector, "detect.device": device})
+        cfg = load_config(config).with_overrides(**{"detect.detector": detector, "detect.device": device,
+                                                     "rules.allow_partial": allow_partial_rules or None})
         if as_json or not sys.stderr.isatty():
             result = detect_changes(before, after, out_dir, cfg, rules=rules)
         else:
@@ -97,9 +101,12 @@ def _print_summary(s: dict) -> None:
     for k, v in s["changes_by_type"].items():
         t.add_row(f"  {k}", f"{plural(v['count'], 'polygon')}, {v['area_m2']:.0f} m²")
     if "patches" in s:
-        t.add_row("patches", f"{s['patches']['count']} for review")
-        for k, v in s["patches"]["by_class"].items():
-            t.add_row(f"  {k}", f"{plural(v['count'], 'patch')}, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)")
+        p = s["patches"]
+        kept = p["count"] - p["exported"]
+        t.add_row("patches", f"{p['exported']} in the field files" + (f", {kept} more in patches.gpkg only" if kept else ""))
+        for k, v in p["by_class"].items():
+            t.add_row(f"  {k}", f"{plural(v['count'], 'patch')}, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)"
+                      + ("" if v.get("exported", True) else ", patches.gpkg only"))
     t.add_row("time", f"{s['seconds']} s ({s['mpx_per_s']} Mpx/s)")
     out.print(t)
     _print_warnings([*s["warnings"], *s.get("rule_problems", [])])
@@ -327,6 +334,9 @@ def batch(
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Local worker processes (default: all cores)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786."),
     force: bool = typer.Option(False, "--force", help="Redo every tile, even those already done."),
+    allow_partial_rules: bool = typer.Option(
+        False, "--allow-partial-rules", help="Rule layers that miss the imagery (they cover another part of the "
+        "jurisdiction) are warnings, not errors."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
 ) -> None:
     """Run a monthly batch: detection, patches, exports, sheets and ledger import for every tile."""
@@ -336,9 +346,11 @@ def batch(
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
     try:
         if as_json or not err.is_terminal:
-            res = run_batch(manifest, workers, scheduler, force, progress=None if as_json else _plain_progress)
+            res = run_batch(manifest, workers, scheduler, force, progress=None if as_json else _plain_progress,
+                            allow_partial_rules=allow_partial_rules)
         else:
-            res = _batch_with_bar(lambda p: run_batch(manifest, workers, scheduler, force, progress=p))
+            res = _batch_with_bar(lambda p: run_batch(manifest, workers, scheduler, force, progress=p,
+                                                      allow_partial_rules=allow_partial_rules))
     except SatcheckError as exc:
         raise fail(exc) from None
     s = res.summary()
@@ -386,7 +398,10 @@ def _print_batch(s: dict) -> None:
         t.add_row("area covered", f"{s['area_km2']} km²")
         t.add_row("changes", str(s["changes"]))
     if s.get("patches"):
-        for k, v in s["patches"]["by_class"].items():
+        p = s["patches"]
+        t.add_row("patches", f"{p['exported']} in the field files" + (
+            f", {p['count'] - p['exported']} more in patches.gpkg only" if p["count"] > p["exported"] else ""))
+        for k, v in p["by_class"].items():
             t.add_row(f"  {k}", f"{plural(v['count'], 'patch')}, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)")
     if s.get("ledger"):
         lg = s["ledger"]
@@ -395,7 +410,7 @@ def _print_batch(s: dict) -> None:
     t.add_row("outputs", s["out"])
     t.add_row("log", s["log"])
     out.print(t)
-    _print_warnings(s["warnings"])
+    _print_warnings([*s["warnings"], *s.get("rule_problems", [])])
 
 
 def _print_warnings(lines: list[str]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from satcheck.errors import ConfigError
 
@@ -109,6 +109,27 @@ class CleanupConfig(_Strict):
 
 class OutputConfig(_Strict):
     probability_cog: bool = True
+    crs: str | None = Field(
+        None, description="CRS of change polygons and patches (projected, metres), e.g. EPSG:4547; null = the "
+        "CGCS2000 3-degree Gauss-Krüger zone of the imagery's centre in China, else the later tile's projected CRS.")
+
+    @field_validator("crs")
+    @classmethod
+    def _metres(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            crs = CRS.from_user_input(v)
+        except CRSError:
+            raise ValueError(f"'{v}' is not a CRS; write it as EPSG:NNNN, e.g. EPSG:4547") from None
+        units = {a.unit_name for a in crs.axis_info}
+        if not crs.is_projected or not units <= {"metre", "meter"}:
+            raise ValueError(f"'{v}' is not projected in metres (areas are in m²); choose a projected CRS such as "
+                             "a CGCS2000 Gauss-Krüger zone, EPSG:4534-4554")
+        return v
 
 
 class FarmlandFields(_Strict):
@@ -141,6 +162,13 @@ class RulesConfig(_Strict):
     farmland_codes: list[str] = Field(["0101", "0102", "0103"], description="DLBM codes that count as farmland (耕地).")
     approved_share: float = Field(0.5, gt=0, le=1,
                                   description="Share of a change inside approved land that makes it approved.")
+    min_overlap_m2: float = Field(
+        1.0, ge=0, description="An overlap with a rule layer counts (on_basic_farmland, on farmland, inside or "
+        "outside a permit) from this many m² ...")
+    min_overlap_share: float = Field(0.01, ge=0, le=1, description="... and this share of the patch (both).")
+    allow_partial: bool = Field(
+        False, description="Accept rule layers that miss the imagery (they cover another part of the jurisdiction) "
+        "with a warning; otherwise such a layer is an error (--allow-partial-rules).")
 
 
 class MmuConfig(_Strict):

@@ -4,6 +4,10 @@ Each is read from GeoPackage, Shapefile or GeoJSON in any CRS, found by
 name in a folder, reprojected to the pair's CRS, and its attribute names
 mapped through the config so a survey export works without renaming
 columns.  Invalid geometries are repaired and reported by feature id.
+Each layer must overlap the imagery (:func:`check_fit`): one that does not,
+such as a layer whose CRS names the wrong Gauss-Krüger zone, is an error
+unless ``rules.allow_partial`` (``--allow-partial-rules``) says layers may
+cover other parts of the jurisdiction.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import shapely
+from pyproj import CRS, Transformer
 
 from satcheck.config import RulesConfig
 from satcheck.errors import RuleLayerError
@@ -22,6 +28,22 @@ from satcheck.geometry import polygonal_part
 
 LAYERS = ("farmland", "basic_farmland", "mining_permits", "approved_land", "admin")
 SUFFIXES = (".gpkg", ".shp", ".geojson", ".json")
+# Change types the construction rules apply to: building, hardened ground (yards, roads, pads), and construction
+# where a detector does not tell them apart (the cva baseline, older weights). Excavation follows the mining rules.
+CONSTRUCTION_TYPES = ("building", "hardened", "construction")
+# Layers of a few scattered features (a permit here, an approval there) may lie beside the imagery without touching
+# it, as when the part of a county with the mines is not in this month's tiles: they fit when they come this close.
+# A CRS that names the wrong zone puts a layer hundreds of kilometres away.
+SPARSE = ("basic_farmland", "mining_permits", "approved_land")
+NEAR_M = 20_000.0
+
+
+def rule_kind(change_type: object) -> str:
+    """'construction' for building, hardened and construction, 'excavation' for excavation, else the type itself."""
+    t = str(change_type)
+    if t in CONSTRUCTION_TYPES:
+        return "construction"
+    return t
 
 
 @dataclass
@@ -137,3 +159,95 @@ def load_rules(folder: str | Path | None, crs, cfg: RulesConfig) -> RuleLayers:
             gdf = _columns(gdf, path, cfg.approved_land.model_dump(), "approved_land", ("approval_no",))
         setattr(rules, name, gdf.reset_index(drop=True))
     return rules
+
+
+def check_fit(folder: str | Path | None, footprint, crs, imagery_crs, allow_partial: bool = False) -> list[str]:
+    """Check that each rule layer in ``folder`` overlaps the imagery; returns warnings (with ``allow_partial``).
+
+    ``footprint``: the later tiles' outline in ``crs`` (the patches' CRS, metres); ``imagery_crs``: the tiles' CRS,
+    named in messages. Only each layer's extent is read. A layer whose extent, reprojected, misses the footprint
+    (farmland, admin), or lies more than :data:`NEAR_M` from it (the :data:`SPARSE` layers), is a one-line :class:`RuleLayerError` naming the layer, its CRS and the imagery's, and saying when its coordinates
+    would fit the imagery in the imagery's CRS (the file names the wrong zone) or when its CRS is another zone;
+    with ``allow_partial`` (a layer that legitimately covers another part of the jurisdiction) it is a warning.
+    """
+    if folder is None or footprint is None or not Path(folder).is_dir():
+        return []
+    warnings = []
+    img = CRS.from_user_input(imagery_crs)
+    near = footprint.buffer(NEAR_M)
+    for name in LAYERS:
+        path = find_layer(Path(folder), name)
+        if path is None:
+            continue
+        layer_crs, bounds = _extent(path)
+        if bounds is None:
+            continue  # an empty layer covers nothing, and says so by having no features
+        if (near if name in SPARSE else footprint).intersects(_box_in(bounds, layer_crs, crs)):
+            continue
+        where = f"is not within {NEAR_M / 1000:.0f} km of" if name in SPARSE else "does not overlap"
+        msg = (f"{path}: the {name} layer in {_name(layer_crs)} {where} the imagery "
+               f"(in {_name(img)}){_why(bounds, layer_crs, img, footprint, crs)}")
+        if not allow_partial:
+            raise RuleLayerError(f"{msg}; fix the layer's CRS, or pass --allow-partial-rules "
+                                 "(rules.allow_partial) if it covers another part of the jurisdiction")
+        warnings.append(f"{msg}; used anyway (--allow-partial-rules), it decides nothing here")
+    return warnings
+
+
+def _extent(path: Path) -> tuple[CRS, tuple | None]:
+    import pyogrio
+
+    try:
+        info = pyogrio.read_info(path, force_total_bounds=True)
+    except Exception as exc:  # pyogrio raises DataSourceError and friends
+        raise RuleLayerError(f"{path}: cannot be read as a vector layer ({type(exc).__name__}); "
+                             "export it as GeoPackage, Shapefile or GeoJSON") from None
+    bounds = info.get("total_bounds")
+    if not info.get("features") or bounds is None or not np.all(np.isfinite(bounds)):
+        return None, None
+    if not info.get("crs"):
+        raise RuleLayerError(f"{path}: has no CRS; define it (e.g. a .prj file) so it can be reprojected")
+    return CRS.from_user_input(info["crs"]), tuple(float(b) for b in bounds)
+
+
+def _box_in(bounds: tuple, src: CRS, dst) -> shapely.Geometry:
+    """The box ``bounds`` of ``src`` in ``dst`` (edges densified); empty where it cannot be transformed."""
+    ring = shapely.segmentize(shapely.box(*bounds), max(bounds[2] - bounds[0], bounds[3] - bounds[1], 1e-9) / 32)
+    t = Transformer.from_crs(src, dst, always_xy=True)
+    xy = shapely.get_coordinates(ring)
+    x, y = t.transform(xy[:, 0], xy[:, 1], errcheck=False)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return shapely.Polygon()
+    return shapely.MultiPoint(np.column_stack([x[ok], y[ok]])).convex_hull
+
+
+def _name(crs: CRS | None) -> str:
+    if crs is None:
+        return "no CRS"
+    code = crs.to_epsg()
+    return f"EPSG:{code}" if code else crs.name
+
+
+def _central_meridian(crs: CRS) -> float | None:
+    op = crs.coordinate_operation if crs.is_projected else None
+    if op is None or "Transverse Mercator" not in op.method_name:
+        return None
+    for p in op.params:
+        if p.name == "Longitude of natural origin":
+            return float(p.value)
+    return None
+
+
+def _why(bounds: tuple, layer_crs: CRS, img: CRS, footprint, crs) -> str:
+    """Why a layer may miss the imagery: its CRS is another zone; its coordinates are the imagery CRS's."""
+    if layer_crs == img:
+        return ""
+    parts = []
+    a, b = _central_meridian(layer_crs), _central_meridian(img)
+    if a is not None and b is not None and a != b:
+        parts.append(f"its CRS puts it in another zone (central meridian {a:g}°E, the imagery's {b:g}°E)")
+    if footprint.intersects(_box_in(bounds, img, crs)):
+        parts.append(f"its coordinates fall on the imagery when read in {_name(img)}, so the file's CRS is "
+                     f"probably wrong ({_name(layer_crs)} where {_name(img)} was meant)")
+    return (": " + "; ".join(parts)) if parts else ""

@@ -1,31 +1,71 @@
-"""From change polygons to enforcement outputs: patches, exports, chips and field sheets."""
+"""From change polygons to enforcement outputs: patches, exports, chips and field sheets.
+
+Patch ids stay with their places across reruns (:mod:`satcheck.patch_ids`): the ids already issued for the
+period come from the output folder's registry (``OUT/patch_ids.json``, or the ``patches.gpkg`` of an older run
+there) and from the ledger a batch imports into; the registry is written before the patch files.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
+import shapely
+from pyproj import Transformer
 from rasterio.warp import transform_bounds
 
 from satcheck.align import Pair
 from satcheck.config import M2_PER_MU, RunConfig
 from satcheck.errors import OutputError
 from satcheck.export import write_all, write_gpkg
-from satcheck.patches import PatchContext, make_patches
+from satcheck.patch_ids import Issued, read_registry, write_registry
+from satcheck.patches import PatchContext, make_patches, outside_admin
 from satcheck.report.chips import overview, write_chips, write_locator
 from satcheck.report.sheets import write_html, write_pdf
-from satcheck.rules import load_rules
+from satcheck.rules import check_fit, load_rules
 
 FIELD_FORMATS = ("geojson", "kml", "csv", "shp")
 
 
-def patch_context(pairs: list[Pair]) -> PatchContext:
+def footprint(tile, crs) -> shapely.Geometry:
+    """A tile's outline in ``crs`` (edges densified, so a reprojected outline stays close)."""
+    b = tile.bounds
+    ring = shapely.segmentize(shapely.box(b.left, b.bottom, b.right, b.top),
+                              max(b.right - b.left, b.top - b.bottom) / 16)
+    t = Transformer.from_crs(tile.crs, crs, always_xy=True)
+    return shapely.transform(ring, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+
+
+def imagery_footprint(pairs: list[Pair], crs) -> shapely.Geometry:
+    """Where the later tiles are, in ``crs``."""
+    return shapely.union_all([footprint(p.after, crs) for p in pairs])
+
+
+def patch_context(pairs: list[Pair], crs=None) -> PatchContext:
+    """Dates, tiles and pixel size of a run's patches; with ``crs``, the tiles' footprints in it, so that each patch
+    names only the tiles it lies on."""
     befores = sorted({b for p in pairs for b in p.befores}, key=lambda t: str(t.path))
     afters = [p.after for p in pairs]
     b_dates = [b.date for b in befores if b.date]
     a_dates = [a.date for a in afters if a.date]
+    prints = () if crs is None else tuple(
+        [("before", b.path.name, footprint(b, crs)) for b in befores]
+        + [("after", a.path.name, footprint(a, crs)) for a in afters])
     return PatchContext(max(b_dates) if b_dates else None, max(a_dates) if a_dates else None,
-                        tuple(b.path.name for b in befores), tuple(a.path.name for a in afters), afters[0].pixel_m)
+                        tuple(b.path.name for b in befores), tuple(a.path.name for a in afters), afters[0].pixel_m,
+                        prints)
+
+
+def issued_ids(out: Path, ledger: str | Path | None, period: str, crs, cfg: RunConfig) -> list[Issued]:
+    """Ids already issued for ``period``: the output folder's registry (every period) and the ledger's."""
+    known = read_registry(out, crs)
+    if ledger is not None and Path(ledger).exists():
+        from satcheck.review.ledger import Ledger
+
+        with Ledger(ledger, cfg.review, create=False) as lg:
+            known += lg.issued(period, crs)
+    return known
 
 
 def for_the_field(patches: gpd.GeoDataFrame, cfg: RunConfig) -> gpd.GeoDataFrame:
@@ -38,13 +78,24 @@ def for_the_field(patches: gpd.GeoDataFrame, cfg: RunConfig) -> gpd.GeoDataFrame
 
 
 def enforcement_outputs(changes: gpd.GeoDataFrame, pairs: list[Pair], rules_dir: str | Path | None,
-                        out: Path, cfg: RunConfig) -> tuple[gpd.GeoDataFrame, dict[str, str], list[str]]:
-    """Write patches and everything made from them; returns (all patches, output paths, rule-layer problems)."""
+                        out: Path, cfg: RunConfig, ledger: str | Path | None = None
+                        ) -> tuple[gpd.GeoDataFrame, dict[str, str], list[str]]:
+    """Write patches and everything made from them; returns (all patches, output paths, rule-layer problems).
+
+    ``ledger``: the review ledger the patches go to (a batch's), whose ids of the period are kept too.
+    """
     crs = changes.crs
+    problems = check_fit(rules_dir, imagery_footprint(pairs, crs), crs, pairs[0].after.crs, cfg.rules.allow_partial)
     rules = load_rules(rules_dir, crs, cfg.rules)
-    ctx = patch_context(pairs)
-    patches = make_patches(changes, rules, ctx, cfg.rules, cfg.patches)
-    outputs = {"patches": str(write_gpkg(patches, out / "patches.gpkg"))}
+    rules.problems[:0] = problems
+    ctx = patch_context(pairs, crs)
+    known = issued_ids(out, ledger, ctx.period, crs, cfg)
+    patches = make_patches(changes, rules, ctx, cfg.rules, cfg.patches, known, cfg.review)
+    rules.problems.extend(w for w in [outside_admin(patches, rules)] if w)
+    outputs = {"patch_ids": str(write_registry(out, [k for k in known if not k.in_ledger],
+                                               list(patches["patch_id"]), list(patches["period"]),
+                                               list(patches.geometry.values), crs))}
+    outputs["patches"] = str(write_gpkg(patches, out / "patches.gpkg"))
     field = for_the_field(patches, cfg)
     outputs.update({f"patches_{k}": v for k, v in write_all(field, out, FIELD_FORMATS, cfg.patches.lang).items()})
     if len(field) and (cfg.report.html or cfg.report.pdf):
@@ -75,9 +126,13 @@ def _chips(patches: gpd.GeoDataFrame, pairs: list[Pair], folder: Path, pixel_m: 
     return chips
 
 
-def patch_summary(patches: gpd.GeoDataFrame) -> dict:
+def patch_summary(patches: gpd.GeoDataFrame, cfg: RunConfig | None = None) -> dict:
+    """Counts and areas by class: ``count`` patches in patches.gpkg, ``exported`` of them in the field files
+    (without approved and other_change unless the config exports them); each class says whether it is exported."""
+    field = set(for_the_field(patches, cfg or RunConfig())["class"]) if len(patches) else set()
     by = {}
     for cls, grp in patches.groupby("class"):
         by[cls] = {"count": int(len(grp)), "area_m2": round(float(grp["area_m2"].sum()), 1),
-                   "area_mu": round(float(grp["area_m2"].sum()) / M2_PER_MU, 2)}
-    return {"count": int(len(patches)), "by_class": by}
+                   "area_mu": round(float(grp["area_m2"].sum()) / M2_PER_MU, 2), "exported": cls in field}
+    exported = int(patches["class"].isin(field).sum()) if len(patches) else 0
+    return {"count": int(len(patches)), "exported": exported, "by_class": by}

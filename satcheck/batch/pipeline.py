@@ -14,12 +14,14 @@ import geopandas as gpd
 from satcheck import __version__
 from satcheck.align import Pair, pair_tiles, pair_warnings
 from satcheck.atomic import atomic_path
-from satcheck.batch.enforce import enforcement_outputs, patch_summary
+from satcheck.batch.enforce import enforcement_outputs, imagery_footprint, patch_summary
 from satcheck.batch.tile import detect_pair, reproject_pieces
 from satcheck.config import RunConfig, dump_config
+from satcheck.deliverable_crs import deliverable_crs
 from satcheck.detect import get_detector
 from satcheck.detect.polygons import Piece, merge_pieces
 from satcheck.errors import OutputError
+from satcheck.rules import check_fit
 from satcheck.tiles import find_tiles, open_tile
 
 Progress = Callable[[str, int, int], None]  # (pair name, pixels done, pixels total)
@@ -39,6 +41,7 @@ class RunResult:
     rule_problems: list[str] = field(default_factory=list)
     shifts: dict[str, list[dict]] = field(default_factory=dict)  # per pair: TileResult.shift_report
     warnings: list[str] = field(default_factory=list)  # about the imagery and how it was read, once each
+    config: RunConfig | None = None  # the run's configuration (which patch classes were exported)
 
     def summary(self) -> dict[str, object]:
         per_pair = [[m for m in map(_moved_px, report) if m is not None] for report in self.shifts.values()]
@@ -65,7 +68,7 @@ class RunResult:
                              "windows_on_their_own": windows},
             "warnings": self.warnings,
             "outputs": self.outputs,
-        } | ({"patches": patch_summary(self.patches), "rule_problems": self.rule_problems}
+        } | ({"patches": patch_summary(self.patches, self.config), "rule_problems": self.rule_problems}
              if self.patches is not None else {})
 
 
@@ -77,6 +80,18 @@ def _moved_px(tile: dict) -> float | None:
     return tile.get("windows", {}).get("largest_px") or None
 
 
+def output_crs(pairs: list[Pair], config: RunConfig):
+    """The CRS changes and patches are made and delivered in (``output.crs``; :mod:`satcheck.deliverable_crs`)."""
+    return deliverable_crs([p.after for p in pairs], config.output.crs)
+
+
+def check_rules(rules: str | Path | None, pairs: list[Pair], config: RunConfig) -> None:
+    """Refuse rule layers that miss the imagery before any tile is read (:func:`satcheck.rules.check_fit`)."""
+    if rules is not None:
+        crs = output_crs(pairs, config)
+        check_fit(rules, imagery_footprint(pairs, crs), crs, pairs[0].after.crs, config.rules.allow_partial)
+
+
 def make_outdir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -86,14 +101,17 @@ def make_outdir(out: Path) -> None:
 
 def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig, rules: str | Path | None,
            detector_name: str, t0: float, masked: int, extra: dict | None = None,
-           shifts: dict[str, list[dict]] | None = None, warnings: list[str | None] = ()) -> RunResult:
+           shifts: dict[str, list[dict]] | None = None, warnings: list[str | None] = (),
+           ledger: str | Path | None = None, crs=None) -> RunResult:
     """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary.
 
     ``shifts``: per pair name, the misregistration measured for each of its earlier tiles
     (:meth:`TileResult.shift_report`); ``warnings``: lines for the user about the imagery (:func:`pair_warnings`,
-    each pair's :attr:`TileResult.warning`; None and repeats are dropped).
+    each pair's :attr:`TileResult.warning`; None and repeats are dropped); ``ledger``: the ledger the patches
+    will be imported into, whose ids of the period they keep (:mod:`satcheck.patch_ids`); ``crs``: that of
+    ``pieces``, default :func:`output_crs` of ``pairs``.
     """
-    crs = pairs[0].after.vector_crs
+    crs = crs or output_crs(pairs, config)
     pixels = sum(p.pixels for p in pairs)
     changes = merge_pieces(pieces, crs, config.cleanup.min_area_m2, config.cleanup.min_mean_score)
     outputs: dict[str, str] = {}
@@ -105,7 +123,7 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     outputs["changes"] = str(changes_path)
     patches, problems = None, []
     if rules is not None:
-        patches, more, problems = enforcement_outputs(changes, pairs, rules, out, config)
+        patches, more, problems = enforcement_outputs(changes, pairs, rules, out, config, ledger)
         outputs.update(more)
     config_path = out / "config.yaml"
     with atomic_path(config_path) as tmp:
@@ -113,7 +131,7 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     outputs["config"] = str(config_path)
     result = RunResult(out, changes, pairs, detector_name, time.perf_counter() - t0, pixels,
                        masked / max(pixels, 1), outputs, patches, problems, shifts or {},
-                       list(dict.fromkeys(w for w in warnings if w)))
+                       list(dict.fromkeys(w for w in warnings if w)), config)
     summary_path = out / "run.json"
     outputs["summary"] = str(summary_path)
     with atomic_path(summary_path) as tmp:
@@ -132,9 +150,10 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     befores = [open_tile(p, config.bands.before) for p in find_tiles(before)]
     afters = [open_tile(p, config.bands.after) for p in find_tiles(after)]
     pairs = pair_tiles(befores, afters)
+    check_rules(rules, pairs, config)
     make_outdir(out)
     detector = get_detector(config.detect, pairs[0].after.count)
-    crs = pairs[0].after.vector_crs  # metres, also for tiles in degrees
+    crs = output_crs(pairs, config)  # metres, also for tiles in degrees
     pieces: list[Piece] = []
     shifts: dict[str, list[dict]] = {}
     warnings: list[str | None] = pair_warnings(pairs, afters)

@@ -30,7 +30,7 @@ from rasterio.windows import Window
 from satcheck.align import Pair, pair_tiles, pair_warnings
 from satcheck.atomic import atomic_path
 from satcheck.batch.manifest import Manifest, load_manifest, resolve_tiles
-from satcheck.batch.pipeline import RunResult, finish, make_outdir
+from satcheck.batch.pipeline import RunResult, check_rules, finish, make_outdir, output_crs
 from satcheck.batch.tile import detect_pair, read_pieces, write_pieces
 from satcheck.config import RunConfig
 from satcheck.errors import SatcheckError
@@ -78,6 +78,7 @@ class BatchResult:
             "mpx_per_s": round(self.pixels_now / 1e6 / max(self.seconds, 1e-9), 3),
             "area_km2": s.get("area_km2"), "changes": s.get("changes"), "patches": s.get("patches"),
             "ledger": self.ledger, "log": self.log, "out": self.manifest.out, "warnings": s.get("warnings", []),
+            "rule_problems": s.get("rule_problems", []),
         }
 
 
@@ -194,9 +195,12 @@ def _open_all(paths: list[Path], order: list[int] | None, failed: dict[str, str]
 
 
 def run_batch(manifest_path: str | Path, workers: int | None = None, scheduler: str | None = None,
-              force: bool = False, progress: Progress | None = None) -> BatchResult:
+              force: bool = False, progress: Progress | None = None, allow_partial_rules: bool = False) -> BatchResult:
+    """Run the batch of a manifest; ``allow_partial_rules``: rule layers that miss the imagery are warnings."""
     t0 = time.perf_counter()
     m, cfg = load_manifest(manifest_path)
+    if allow_partial_rules:
+        cfg = cfg.with_overrides(**{"rules.allow_partial": True})
     out = Path(m.out)
     make_outdir(out)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -213,17 +217,21 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
     befores = _open_all(resolve_tiles(m.before), cfg.bands.before, failed, log)
     afters = _open_all(resolve_tiles(m.after), cfg.bands.after, failed, log)
     pairs = pair_tiles(befores, afters)
+    check_rules(m.rules, pairs, cfg)  # before hours of detection, not after
     n_workers = 1 if scheduler else max(1, workers or os.cpu_count() or 1)
     if cfg.detect.model.threads is None and not scheduler:
         cfg = cfg.with_overrides(**{"detect.model.threads": max(1, (os.cpu_count() or 1) // n_workers)})
-    # Threads do not change results, so they stay out of the fingerprint: 1 and N workers share tiles.
-    fp_cfg = cfg.with_overrides(**{"detect.model.threads": 1, "window.readers": 1}).model_dump_json()
+    # Threads do not change results, so they stay out of the fingerprint: 1 and N workers share tiles; nor do the
+    # settings of what is made from the merged changes (rules, patches, report, review, output CRS): a change
+    # there redoes the merge and the patches (batch_fp), not the tiles.
+    same_threads = cfg.with_overrides(**{"detect.model.threads": 1, "window.readers": 1})
+    fp_cfg = _tile_settings(same_threads)
     tasks = [TileTask(p.name, str(p.after.path), tuple(str(b.path) for b in p.befores),
                       (int(p.window.col_off), int(p.window.row_off), int(p.window.width), int(p.window.height)),
                       cfg.model_dump_json(), str(out), _fingerprint(p.after, p.befores, fp_cfg), p.after.count)
              for p in pairs]
     batch_fp = hashlib.sha256("|".join(t.fingerprint for t in tasks).encode() + (m.rules or "").encode()
-                              + (m.ledger or "").encode()).hexdigest()[:20]
+                              + (m.ledger or "").encode() + same_threads.model_dump_json().encode()).hexdigest()[:20]
     state_path = out / "batch.json"
     if not force and state_path.exists() and not failed:
         state = json.loads(state_path.read_text())
@@ -237,6 +245,13 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
     log("batch_start", period=m.period, tiles=len(tasks), todo=len(todo), workers=n_workers, scheduler=scheduler)
     pixels_now = 0
     done_now = 0
+    # Progress counts every file that fails to open as well as the tiles to do, so done + failed never passes
+    # the total ("[4/3]"); those that failed to open come first.
+    total = len(todo) + len(failed)
+    if progress:
+        for k, (name, why) in enumerate(failed.items(), start=1):
+            progress({"tile": name, "done": 0, "todo": total, "failed": k, "pixels": 0,
+                      "seconds": time.perf_counter() - t0, "error": why})
     for info in _execute(todo, n_workers, scheduler):
         if "error" in info:
             failed[info["name"]] = info["error"]
@@ -246,14 +261,14 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
             pixels_now += info["pixels"]
             log("tile_done", tile=info["name"], pixels=info["pixels"], pieces=info["pieces"], seconds=info["seconds"])
         if progress:
-            progress({"tile": info["name"], "done": done_now, "todo": len(todo), "failed": len(failed),
+            progress({"tile": info["name"], "done": done_now, "todo": total, "failed": len(failed),
                       "pixels": pixels_now, "seconds": time.perf_counter() - t0, "error": info.get("error")})
     ok_pairs = [p for p in pairs if p.name not in failed and is_done(_task_of(tasks, p.name))]
     if not ok_pairs:
         log("batch_end", state="failed", failed=failed)
         return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, None, time.perf_counter() - t0,
                            log=str(log.path), workers=_describe(n_workers, scheduler), pixels_now=pixels_now)
-    crs = ok_pairs[0].after.vector_crs
+    crs = output_crs(pairs, cfg)  # of every tile that opened, as in a complete batch, not only those done
     pieces, masked, shifts, warnings = [], 0, {}, pair_warnings(ok_pairs, afters)
     for p in ok_pairs:
         d = tile_dir(out, p.name)
@@ -264,7 +279,8 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
         warnings.append(info.get("warning"))
         pieces.extend(read_pieces(d / "pieces.gpkg", crs))  # in the tile's CRS on disk, read into crs
     detector = json.loads((tile_dir(out, ok_pairs[0].name) / "done.json").read_text()).get("detector", "")
-    run = finish(pieces, ok_pairs, out, cfg, m.rules, detector, t0, masked, {"period": m.period}, shifts, warnings)
+    run = finish(pieces, ok_pairs, out, cfg, m.rules, detector, t0, masked, {"period": m.period}, shifts, warnings,
+                 m.ledger, crs)
     ledger_info = None
     if m.ledger and run.patches is not None:
         from satcheck.review.ledger import Ledger
@@ -283,6 +299,15 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
     return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, run, time.perf_counter() - t0,
                        ledger=ledger_info, log=str(log.path), workers=_describe(n_workers, scheduler),
                        pixels_now=pixels_now)
+
+
+def _tile_settings(cfg: RunConfig) -> str:
+    """The part of the configuration a tile's results depend on, as JSON (its fingerprint)."""
+    data = cfg.model_dump(mode="json")
+    for section in ("rules", "patches", "report", "review"):
+        data.pop(section)
+    data["output"].pop("crs")
+    return json.dumps(data, sort_keys=True)
 
 
 def _task_of(tasks: list[TileTask], name: str) -> TileTask:

@@ -29,6 +29,8 @@ from shapely import wkb
 from satcheck.config import ReviewConfig
 from satcheck.errors import SatcheckError
 from satcheck.export import read_patches
+from satcheck.patch_ids import Issued, overlap, reproject
+from satcheck.review.identity import IdentityError, check_places  # noqa: F401 (IdentityError: for callers)
 from satcheck.review.states import NEW, ConflictError, TransitionError, check
 
 SCHEMA_VERSION = 1
@@ -152,14 +154,17 @@ class Ledger:
 
     # ------------------------------------------------------------------ import
     def import_patches(self, path: str | Path, reviewer: str = "import") -> ImportResult:
-        """Add a period's patches; link those that continue a known case."""
+        """Add a period's patches; link those that continue a known case.
+
+        Patches are matched by place, never by id alone (:func:`satcheck.review.identity.check_places`): an id the ledger has is skipped
+        when it is the same place, and is an :class:`IdentityError` (nothing imported) when it is not.
+        """
         path = Path(path)
         data = path.read_bytes() if path.is_file() else b""
         sha = hashlib.sha256(data).hexdigest()
         if self.db.execute("SELECT 1 FROM imports WHERE sha256=?", (sha,)).fetchone():
             return ImportResult(0, 0, 0, 0, already_imported=True)
         gdf = read_patches(path)
-        gdf = gdf[gdf["class"].isin(self.config.classes)]
         chips = path.parent / "chips"
         with self._tx() as db:
             crs = self.crs
@@ -168,11 +173,13 @@ class Ledger:
                 db.execute("INSERT INTO meta VALUES ('crs', ?)", (crs,))
             if len(gdf) and gdf.crs is not None and gdf.crs.to_string() != crs:
                 gdf = gdf.to_crs(crs)
+            check_places(db, self.path, self.config, path, gdf)  # every class: a known id may have become approved or other_change
+            gdf = gdf[gdf["class"].isin(self.config.classes)]
             added = linked = rereview = skipped = 0
             for _, r in gdf.iterrows():
                 pid = r["patch_id"]
                 if db.execute("SELECT 1 FROM patches WHERE patch_id=?", (pid,)).fetchone():
-                    skipped += 1
+                    skipped += 1  # the same place (checked above), imported before
                     continue
                 geom = r.geometry
                 match = self._match(db, geom, r["period"])
@@ -220,14 +227,19 @@ class Ledger:
             "ORDER BY p.period DESC, p.patch_id", (period, minx, maxx, miny, maxy)).fetchall()
         for row in rows:
             other = wkb.loads(row["geom"])
-            inter = geom.intersection(other).area
-            if inter <= 0:
-                continue
-            iou = inter / geom.union(other).area
-            share = max(inter / geom.area, inter / other.area)
-            if iou >= self.config.match_iou or share >= self.config.match_share:
+            if overlap(geom, other, self.config.match_iou, self.config.match_share) > 0:
                 return row["patch_id"], other.area, row["class"], row["state"]
         return None
+
+    def issued(self, period: str, crs=None) -> list[Issued]:
+        """The ids the ledger holds for ``period`` with their places (in ``crs``), to issue ids with
+        (:mod:`satcheck.patch_ids`: a place under review keeps its id)."""
+        rows = self.db.execute("SELECT patch_id, period, geom, imported_at FROM patches WHERE period=? "
+                               "ORDER BY patch_id", (period,)).fetchall()
+        geoms = [wkb.loads(r["geom"]) for r in rows]
+        if crs is not None and self.crs:
+            geoms = reproject(geoms, self.crs, crs)
+        return [Issued(r["patch_id"], r["period"], g, True, r["imported_at"]) for r, g in zip(rows, geoms)]
 
     # ------------------------------------------------------------------ reading
     def state(self, patch_id: str) -> str:
