@@ -405,7 +405,8 @@ def _print_batch(s: dict) -> None:
             t.add_row(f"  {k}", f"{plural(v['count'], 'patch')}, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)")
     if s.get("ledger"):
         lg = s["ledger"]
-        t.add_row("ledger", f"{lg['path']}: {lg['added']} new, {lg['rereview']} back for review, {lg['linked']} linked")
+        t.add_row("ledger", f"{lg['path']}: {lg['added']} new, {lg['rereview']} back for review, {lg['linked']} linked"
+                  + (f", {lg['updated']} not yet reviewed brought up to date" if lg.get("updated") else ""))
     t.add_row("time", f"{s['seconds']} s ({s['mpx_per_s']} Mpx/s over the tiles processed now)")
     t.add_row("outputs", s["out"])
     t.add_row("log", s["log"])

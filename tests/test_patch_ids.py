@@ -91,7 +91,12 @@ def test_corrupt_tile_then_resume_keeps_every_id(tmp_path):
     assert list(pit["class"]) == ["out_of_bounds_mining"]
     # The house across the border was cut by the missing tile; it keeps the id it was issued, whole now.
     (e_id,) = partial[partial.intersects(place("E"))]["patch_id"]
-    assert full.set_index("patch_id").loc[e_id].geometry.area > partial.set_index("patch_id").loc[e_id].geometry.area
+    whole = full.set_index("patch_id").loc[e_id]
+    assert whole.geometry.area > partial.set_index("patch_id").loc[e_id].geometry.area
+    # Nobody had decided on it yet, so the ledger now holds it whole too (what the new chips show).
+    assert second["ledger"]["updated"] >= 1
+    with Ledger(tmp_path / "ledger.sqlite") as lg:
+        assert lg.patch(e_id)["area_m2"] == pytest.approx(whole["area_m2"])
     registry = json.loads((tmp_path / "out" / "patch_ids.json").read_text(encoding="utf-8"))
     assert {p["patch_id"] for p in registry["patches"]} == set(full["patch_id"])
 
@@ -184,7 +189,10 @@ def test_import_of_the_same_places_skips_them(tmp_path):
     with Ledger(lg) as ledger:
         ledger.import_patches(p1)
         r = ledger.import_patches(p2)
-    assert (r.added, r.skipped) == (1, 1)
+    assert (r.added, r.skipped, r.updated) == (1, 0, 1)  # the grown one, not yet decided, is brought up to date
+    with Ledger(lg) as ledger:
+        assert ledger.import_patches(patch_file(tmp_path / "c.gpkg", "2026-10", [
+            ("0001", "illegal_mining", (0, 0, 44, 40))])).skipped == 1  # unchanged: skipped
 
 
 def test_split_and_merge_rules():
@@ -220,3 +228,19 @@ def test_registry_that_is_not_json_is_a_one_line_error(tmp_path):
                             "--detector", "cva"])
     assert r.exit_code == 2 and "patch_ids.json" in r.output and "registry" in r.output, r.output
     shutil.rmtree(tmp_path / "out")
+
+
+def test_a_decided_patch_keeps_what_was_decided_on(tmp_path):
+    """A known patch takes the file's newer outline only while nobody has decided on it."""
+    lg_path = tmp_path / "ledger.sqlite"
+    p1 = patch_file(tmp_path / "a.gpkg", "2026-10", [("0001", "illegal_mining", (0, 0, 40, 40)),
+                                                     ("0002", "illegal_mining", (300, 0, 40, 40))])
+    p2 = patch_file(tmp_path / "b.gpkg", "2026-10", [("0001", "illegal_mining", (0, 0, 40, 50)),
+                                                     ("0002", "illegal_mining", (300, 0, 40, 50))])
+    with Ledger(lg_path) as lg:
+        lg.import_patches(p1)
+        lg.decide("360821-202610-0001", "accepted", "wang")
+        r = lg.import_patches(p2)
+        assert (r.added, r.skipped, r.updated) == (0, 1, 1)
+        assert lg.patch("360821-202610-0001")["area_m2"] == pytest.approx(1600)
+        assert lg.patch("360821-202610-0002")["area_m2"] == pytest.approx(2000)

@@ -288,7 +288,7 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
         with Ledger(m.ledger, cfg.review) as lg:
             r = lg.import_patches(out / "patches.gpkg", reviewer="batch")
         ledger_info = {"path": m.ledger, "added": r.added, "rereview": r.rereview, "linked": r.linked,
-                       "skipped": r.skipped}
+                       "skipped": r.skipped, "updated": r.updated}
         log("ledger_import", **ledger_info)
     state = {"state": "complete" if not failed else "partial", "fingerprint": batch_fp, "period": m.period,
              "tiles": len(tasks), "failed": failed,

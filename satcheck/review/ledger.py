@@ -84,6 +84,7 @@ class ImportResult:
     rereview: int
     skipped: int
     already_imported: bool = False
+    updated: int = 0  # known patches still as imported (pending, undecided) whose outline or attributes changed
 
 
 def _now() -> str:
@@ -156,8 +157,10 @@ class Ledger:
     def import_patches(self, path: str | Path, reviewer: str = "import") -> ImportResult:
         """Add a period's patches; link those that continue a known case.
 
-        Patches are matched by place, never by id alone (:func:`satcheck.review.identity.check_places`): an id the ledger has is skipped
-        when it is the same place, and is an :class:`IdentityError` (nothing imported) when it is not.
+        Patches are matched by place, never by id alone (:func:`satcheck.review.identity.check_places`): an id
+        the ledger has is the same place or an :class:`IdentityError` (nothing imported). A known patch nobody has
+        decided on yet takes the file's outline and attributes (a batch resumed after a failed tile completes a
+        patch cut at its edge); one with decisions keeps what was decided on.
         """
         path = Path(path)
         data = path.read_bytes() if path.is_file() else b""
@@ -175,11 +178,14 @@ class Ledger:
                 gdf = gdf.to_crs(crs)
             check_places(db, self.path, self.config, path, gdf)  # every class: a known id may have become approved or other_change
             gdf = gdf[gdf["class"].isin(self.config.classes)]
-            added = linked = rereview = skipped = 0
+            added = linked = rereview = skipped = updated = 0
             for _, r in gdf.iterrows():
                 pid = r["patch_id"]
                 if db.execute("SELECT 1 FROM patches WHERE patch_id=?", (pid,)).fetchone():
-                    skipped += 1  # the same place (checked above), imported before
+                    if _refresh(db, pid, r, path):  # the same place (checked above), imported before
+                        updated += 1
+                    else:
+                        skipped += 1
                     continue
                 geom = r.geometry
                 match = self._match(db, geom, r["period"])
@@ -215,7 +221,7 @@ class Ledger:
             period = gdf["period"].iloc[0] if len(gdf) else None
             db.execute("INSERT INTO imports VALUES (?,?,?,?,?,?,?)",
                        (sha, str(path), period, _now(), added, linked, rereview))
-        return ImportResult(added, linked, rereview, skipped)
+        return ImportResult(added, linked, rereview, skipped, updated=updated)
 
     def _match(self, db: sqlite3.Connection, geom, period: str):
         """The most recent patch of another period that is the same place, or None."""
@@ -353,6 +359,23 @@ class Ledger:
              "WHERE (? IS NULL OR p.period = ?) AND c.state != 'linked'")
         states = [r[0] for r in self.db.execute(q, (period, period)).fetchall()]
         return sum(s not in ("pending", "deferred") for s in states), len(states)
+
+
+def _refresh(db: sqlite3.Connection, pid: str, r, path: Path) -> bool:
+    """Give a known patch that is still as imported (pending, no decision) the file's outline and attributes."""
+    row = db.execute("SELECT p.attrs, c.state, (SELECT COUNT(*) FROM events e WHERE e.patch_id = p.patch_id) AS n "
+                     "FROM patches p JOIN current c ON c.patch_id = p.patch_id WHERE p.patch_id=?", (pid,)).fetchone()
+    attrs = json.dumps({k: _plain(v) for k, v in r.items() if k != "geometry"}, ensure_ascii=False)
+    if row["state"] != "pending" or row["n"] != 1 or row["attrs"] == attrs:
+        return False
+    geom = r.geometry
+    db.execute("UPDATE patches SET class=?, change_type=?, area_m2=?, area_mu=?, confidence=?, admin_code=?, "
+               "admin_name=?, centroid_lon=?, centroid_lat=?, minx=?, miny=?, maxx=?, maxy=?, attrs=?, geom=?, "
+               "source=? WHERE patch_id=?",
+               (r["class"], r.get("change_type"), float(r["area_m2"]), float(r["area_mu"]), _plain(r.get("confidence")),
+                r.get("admin_code"), r.get("admin_name"), _plain(r.get("centroid_lon")), _plain(r.get("centroid_lat")),
+                *geom.bounds, attrs, wkb.dumps(geom), str(path), pid))
+    return True
 
 
 def _statements(script: str) -> list[str]:
