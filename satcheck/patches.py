@@ -38,7 +38,8 @@ PRIORITY = {"farmland_construction": 1, "out_of_bounds_mining": 1, "illegal_mini
 
 # name: (type, English description, Chinese header)
 PATCH_FIELDS: dict[str, tuple[str, str, str]] = {
-    "patch_id": ("str", "admin code - period (YYYYMM) - 4-digit sequence north to south, west to east", "图斑编号"),
+    "patch_id": ("str", "admin code - period (YYYYMM) - 4-digit sequence; an id stays with its place across reruns, "
+                 "new places are numbered north to south, west to east", "图斑编号"),
     "period": ("str", "enforcement period, YYYY-MM of the later image", "监测期"),
     "class": ("str", "violation class: " + ", ".join(CLASSES), "图斑类型"),
     "change_type": ("str", "building, hardened, construction (either, where the detector cannot tell) or "

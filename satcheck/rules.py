@@ -166,9 +166,10 @@ def check_fit(folder: str | Path | None, footprint, crs, imagery_crs, allow_part
 
     ``footprint``: the later tiles' outline in ``crs`` (the patches' CRS, metres); ``imagery_crs``: the tiles' CRS,
     named in messages. Only each layer's extent is read. A layer whose extent, reprojected, misses the footprint
-    (farmland, admin), or lies more than :data:`NEAR_M` from it (the :data:`SPARSE` layers), is a one-line :class:`RuleLayerError` naming the layer, its CRS and the imagery's, and saying when its coordinates
-    would fit the imagery in the imagery's CRS (the file names the wrong zone) or when its CRS is another zone;
-    with ``allow_partial`` (a layer that legitimately covers another part of the jurisdiction) it is a warning.
+    (farmland, admin), or lies more than :data:`NEAR_M` from it (the :data:`SPARSE` layers), is a one-line
+    :class:`RuleLayerError` naming the layer, its CRS and the imagery's, and saying when its CRS is another zone
+    or its coordinates would fit the imagery in the imagery's CRS (the file names the wrong CRS); with
+    ``allow_partial`` (a layer that legitimately covers another part of the jurisdiction) it is a warning.
     """
     if folder is None or footprint is None or not Path(folder).is_dir():
         return []

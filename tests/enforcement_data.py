@@ -54,7 +54,8 @@ def jurisdiction(folder: Path, *, seed: int = 7, tiles: int = 3) -> Path:
                      crs=CRS).to_file(rules / "farmland.gpkg")
     r, c = 125, 110  # a valid permit under the north-west corner of pit D: D digs past it
     gpd.GeoDataFrame({"permit_no": ["P1"], "holder": ["甲矿业"], "valid_from": ["2020-01-01"], "valid_to": ["2030-12-31"]},
-                     geometry=[box(x0 + c, y0 - r - 20, x0 + c + 20, y0 - r)], crs=CRS).to_file(rules / "mining_permits.gpkg")
+                     geometry=[box(x0 + c, y0 - r - 20, x0 + c + 20, y0 - r)],
+                     crs=CRS).to_file(rules / "mining_permits.gpkg")
     r, c, side, _ = PLANTS["G"]  # G is built on approved land: a patch kept in patches.gpkg, not for review
     gpd.GeoDataFrame({"approval_no": ["赣2026-7"], "approved_on": ["2026-05-01"]},
                      geometry=[box(x0 + c - 5, y0 - r - side - 5, x0 + c + side + 5, y0 - r + 5)],

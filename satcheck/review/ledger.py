@@ -176,7 +176,8 @@ class Ledger:
                 db.execute("INSERT INTO meta VALUES ('crs', ?)", (crs,))
             if len(gdf) and gdf.crs is not None and gdf.crs.to_string() != crs:
                 gdf = gdf.to_crs(crs)
-            check_places(db, self.path, self.config, path, gdf)  # every class: a known id may have become approved or other_change
+            # Every class: a known id may have become approved or other_change.
+            check_places(db, self.path, self.config, path, gdf)
             gdf = gdf[gdf["class"].isin(self.config.classes)]
             added = linked = rereview = skipped = updated = 0
             for _, r in gdf.iterrows():
