@@ -18,7 +18,9 @@ one patch and each patch takes at most one id: pairs are taken by shared area, l
   place with a new id;
 * a merge (two issued places are now one patch): the patch takes the id it overlaps most; the other id is retired.
 
-Ids no patch takes (a patch no longer found) are retired, never reused.  New places take the next numbers in
+Ids no patch takes (a patch no longer found) are retired, never reused (as long as the registry is kept: without
+it, ids that never reached the ledger, such as approved and other_change patches, are unknown and may be issued
+again).  New places take the next numbers in
 their admin unit and period after every number issued there (retired ones included), north to south, then west
 to east among themselves; with nothing issued before, that is the order of the whole run, as before.
 """
