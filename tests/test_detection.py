@@ -173,3 +173,14 @@ def test_the_pixel_range_of_older_weights_is_that_of_their_recipe():
     recipe = {"synthetic": [0.5, 0.8, 1.0, 1.5, 2.0], "folder:levir_cd_samples": [0.5], "naip": [NAIP_M],
               "oscd": [OSCD_M]}
     assert tuple(pixel_range(recipe)) == LEGACY_PIXEL_RANGE
+
+
+def test_harvested_and_ploughed_fields_are_not_excavation(tmp_path):
+    """A 2 m scene where nothing is built or dug, but fields are harvested, ploughed, flooded and left fallow
+    between the dates: no change of 400 m² (the mining minimum mapping unit) or more is typed excavation."""
+    from satcheck.synth.write import SceneSpec, write_scene
+
+    write_scene(tmp_path / "scene", SceneSpec(seed=13, size=768, gsd=2.0, after_tiles=1, changes=False, cloud=False))
+    _, changes = _run(tmp_path / "scene", tmp_path / "out")
+    dug = changes[(changes["change_type"] == "excavation") & (changes["area_m2"] >= 400)]
+    assert dug.empty, dug[["area_m2", "mean_score"]]
