@@ -126,8 +126,11 @@ def class_probabilities(logits: np.ndarray, outputs: tuple[str, ...]) -> np.ndar
     if tuple(outputs) == TYPED_OUTPUTS:
         return _sigmoid(logits)
     change = _sigmoid(logits[:, 0])
-    exc = _sigmoid(logits[:, 2] - logits[:, 1])  # softmax share of excavation
-    return np.stack([change * (1 - exc), np.zeros_like(change), change * exc], 1)
+    # The whole change probability goes to its more likely type, so that the maximum over classes a detector
+    # takes is the change probability these weights give.
+    dug = _sigmoid(logits[:, 2] - logits[:, 1]) > 0.5  # softmax share of excavation
+    zero = np.zeros_like(change)
+    return np.stack([np.where(dug, zero, change), zero, np.where(dug, change, zero)], 1)
 
 
 class TiledPredictor:
