@@ -13,7 +13,6 @@ import geopandas as gpd
 import numpy as np
 import shapely
 from pyproj import Transformer
-from rasterio.warp import transform_bounds
 
 from satcheck.align import Pair
 from satcheck.config import M2_PER_MU, RunConfig
@@ -21,7 +20,7 @@ from satcheck.errors import OutputError
 from satcheck.export import write_all, write_gpkg
 from satcheck.patch_ids import Issued, read_registry, write_registry
 from satcheck.patches import PatchContext, make_patches, outside_admin
-from satcheck.report.chips import overview, write_chips, write_locator
+from satcheck.report.chips import write_patch_images
 from satcheck.report.sheets import write_html, write_pdf
 from satcheck.rules import check_fit, load_rules
 
@@ -99,7 +98,7 @@ def enforcement_outputs(changes: gpd.GeoDataFrame, pairs: list[Pair], rules_dir:
     field = for_the_field(patches, cfg)
     outputs.update({f"patches_{k}": v for k, v in write_all(field, out, FIELD_FORMATS, cfg.patches.lang).items()})
     if len(field) and (cfg.report.html or cfg.report.pdf):
-        chips = _chips(field, pairs, out / "chips", ctx.pixel_m, cfg)
+        chips = _chips(field, pairs, out / "chips", ctx.pixel_m, cfg, rules)
         if cfg.report.html:
             outputs["sheet_html"] = str(write_html(field, chips, out / "field_sheet.html"))
         if cfg.report.pdf:
@@ -110,20 +109,12 @@ def enforcement_outputs(changes: gpd.GeoDataFrame, pairs: list[Pair], rules_dir:
     return patches, outputs, rules.problems
 
 
-def _chips(patches: gpd.GeoDataFrame, pairs: list[Pair], folder: Path, pixel_m: float, cfg: RunConfig) -> dict:
+def _chips(patches: gpd.GeoDataFrame, pairs: list[Pair], folder: Path, pixel_m: float, cfg: RunConfig,
+           rules) -> dict:
     befores = sorted({b for p in pairs for b in p.befores}, key=lambda t: str(t.path))
-    afters = [p.after for p in pairs]
-    crs = patches.crs
-    xs = [transform_bounds(p.after.crs, crs, *p.after.bounds) for p in pairs]
-    bounds = (min(b[0] for b in xs), min(b[1] for b in xs), max(b[2] for b in xs), max(b[3] for b in xs))
-    base, base_t = overview(afters, crs, bounds)
-    chips = {}
-    for _, r in patches.iterrows():
-        c = write_chips(r["patch_id"], r.geometry, crs, befores, afters, folder, pixel_m, cfg.report.chip_min_m,
-                        cfg.report.chip_px)
-        loc = write_locator(base, base_t, r.geometry, folder / f"{r['patch_id']}_locator.png")
-        chips[r["patch_id"]] = (c.before, c.after, loc)
-    return chips
+    # Outlines of farmland, basic farmland and permits on every chip; the locator shows ~2 km with the admin unit.
+    return write_patch_images(patches, befores, [p.after for p in pairs], folder, pixel_m, cfg.report.chip_min_m,
+                              cfg.report.chip_px, rules=rules)
 
 
 def patch_summary(patches: gpd.GeoDataFrame, cfg: RunConfig | None = None) -> dict:
