@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import geopandas as gpd
 import numpy as np
 
+from satcheck.rules import rule_kind
+
 
 @dataclass(frozen=True)
 class ObjectScore:
@@ -48,7 +50,7 @@ def score_objects(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, area_km2: flo
         if best >= iou:
             found += 1
             if "class" in t and "change_type" in best_row:
-                type_ok.append(_rule_type(best_row["change_type"]) == _rule_type(t["class"]))
+                type_ok.append(rule_kind(best_row["change_type"]) == rule_kind(t["class"]))
     false = 0
     if len(pred):
         any_truth = truth.geometry.union_all() if len(truth) else None
@@ -59,7 +61,3 @@ def score_objects(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, area_km2: flo
     return ObjectScore(n, found, found / n if n else float("nan"), false, false / max(area_km2, 1e-9),
                        float(np.mean(type_ok)) if type_ok else None, tuple(best_iou))
 
-
-def _rule_type(change_type: str) -> str:
-    """The type the rules act on: a building and hardened ground are both construction."""
-    return "excavation" if change_type == "excavation" else "construction"

@@ -129,8 +129,8 @@ def _state(page, pid: str, state: str) -> None:
 
 def test_undo_with_u_and_missing_chips(chromium, tmp_path):
     """u takes back the decision just made; a missing chip says so and a decision needs a second press."""
-    from playwright.sync_api import sync_playwright
     from PIL import Image
+    from playwright.sync_api import sync_playwright
 
     run = tmp_path / "run"
     f = patch_file(run / "patches.gpkg", "2026-10", [(f"{i:04d}", "farmland_construction", (i * 60, 0, 25, 25))

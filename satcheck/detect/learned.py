@@ -10,8 +10,7 @@ from satcheck.align import PairWindow
 from satcheck.config import ModelConfig
 from satcheck.detect.base import CODES, ChangeScores
 from satcheck.errors import BandMismatchError, ModelError
-from satcheck.model.runtime import (OnnxPredictor, TiledPredictor, cached_onnx, choose_engine, output_classes,
-                                    to_input)
+from satcheck.model.runtime import OnnxPredictor, TiledPredictor, cached_onnx, choose_engine, output_classes, to_input
 from satcheck.model.weights import load_weights, shipped_weights
 
 SUPPORTED_BANDS = (3, 4)

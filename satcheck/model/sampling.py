@@ -22,6 +22,7 @@ from satcheck.model.data import BUILDING, COARSE_ZOOM, IGNORE, SUPERVISES, ZOOM,
 from satcheck.model.runtime import to_input
 from satcheck.radiometry import normalise_pair
 
+
 class ExampleSampler:
     """Draws augmented, normalised training crops from weighted sources."""
 

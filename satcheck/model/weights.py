@@ -12,7 +12,6 @@ from satcheck.errors import ModelError
 
 if TYPE_CHECKING:
     from satcheck.model.network import ChangeNet
-    from satcheck.model.runtime import LEGACY_OUTPUTS
 
 # torch is imported inside the functions that need it: finding the shipped weights must not cost a torch import.
 
