@@ -31,6 +31,7 @@ from satcheck.errors import SatcheckError
 from satcheck.export import read_patches
 from satcheck.patch_ids import Issued, overlap, reproject
 from satcheck.review.identity import IdentityError, check_places  # noqa: F401 (IdentityError: for callers)
+from satcheck.review.paths import stored
 from satcheck.review.states import NEW, ConflictError, TransitionError, check
 
 SCHEMA_VERSION = 1
@@ -89,6 +90,15 @@ class ImportResult:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def append_event(db: sqlite3.Connection, patch_id: str, from_state: str, to_state: str, reason: str | None,
+                 note: str | None, reviewer: str) -> Event:
+    """Append one event to the history (inside the caller's transaction) and return it."""
+    at = _now()
+    cur = db.execute("INSERT INTO events (patch_id, from_state, to_state, reason, note, reviewer, at) "
+                     "VALUES (?,?,?,?,?,?,?)", (patch_id, from_state, to_state, reason, note, reviewer, at))
+    return Event(cur.lastrowid, patch_id, from_state, to_state, reason, note, reviewer, at)
 
 
 class Ledger:
@@ -183,7 +193,7 @@ class Ledger:
             for _, r in gdf.iterrows():
                 pid = r["patch_id"]
                 if db.execute("SELECT 1 FROM patches WHERE patch_id=?", (pid,)).fetchone():
-                    if _refresh(db, pid, r, path):  # the same place (checked above), imported before
+                    if _refresh(db, pid, r, path, self.path):  # the same place (checked above), imported before
                         updated += 1
                     else:
                         skipped += 1
@@ -200,8 +210,8 @@ class Ledger:
                      _plain(r.get("centroid_lon")), _plain(r.get("centroid_lat")), *b,
                      json.dumps(attrs, ensure_ascii=False), wkb.dumps(geom),
                      match[0] if match else None,
-                     str(cb.resolve()) if cb.exists() else None, str(ca.resolve()) if ca.exists() else None,
-                     str(path), _now()))
+                     stored(cb, self.path) if cb.exists() else None, stored(ca, self.path) if ca.exists() else None,
+                     stored(path, self.path), _now()))
                 if match is None:
                     to, note = "pending", None
                     added += 1
@@ -217,8 +227,7 @@ class Ledger:
                     else:
                         to, note = "linked", f"same case as {prev_id} ({prev_state}), unchanged"
                         linked += 1
-                db.execute("INSERT INTO events (patch_id, from_state, to_state, reason, note, reviewer, at) "
-                           "VALUES (?,?,?,?,?,?,?)", (pid, NEW, to, None, note, reviewer, _now()))
+                append_event(db, pid, NEW, to, None, note, reviewer)
             period = gdf["period"].iloc[0] if len(gdf) else None
             db.execute("INSERT INTO imports VALUES (?,?,?,?,?,?,?)",
                        (sha, str(path), period, _now(), added, linked, rereview))
@@ -313,10 +322,7 @@ class Ledger:
                 raise ConflictError(f"{patch_id}: {row['reviewer']} set it to {current} at {row['at']} after you "
                                     f"opened it as {expected}; reload and decide again")
             check(patch_id, current, to, reason, self.reasons)
-            at = _now()
-            cur = db.execute("INSERT INTO events (patch_id, from_state, to_state, reason, note, reviewer, at) "
-                             "VALUES (?,?,?,?,?,?,?)", (patch_id, current, to, reason or None, note or None, reviewer, at))
-            return Event(cur.lastrowid, patch_id, current, to, reason or None, note or None, reviewer, at)
+            return append_event(db, patch_id, current, to, reason or None, note or None, reviewer)
 
     def bulk(self, csv_path: str | Path, reviewer: str) -> list[Event]:
         """Decisions from a CSV (patch_id, decision, reason, note): all or nothing."""
@@ -346,13 +352,7 @@ class Ledger:
                 states[pid] = to
                 reason = (r.get("reason") or "").strip() or None
                 plan.append((pid, current, to, reason, (r.get("note") or "").strip() or None))
-            events = []
-            for pid, frm, to, reason, note in plan:
-                at = _now()
-                cur = db.execute("INSERT INTO events (patch_id, from_state, to_state, reason, note, reviewer, at) "
-                                 "VALUES (?,?,?,?,?,?,?)", (pid, frm, to, reason, note, reviewer, at))
-                events.append(Event(cur.lastrowid, pid, frm, to, reason, note, reviewer, at))
-        return events
+            return [append_event(db, pid, frm, to, reason, note, reviewer) for pid, frm, to, reason, note in plan]
 
     def progress(self, period: str | None = None) -> tuple[int, int]:
         """(reviewed, total) among patches that entered review."""
@@ -362,7 +362,7 @@ class Ledger:
         return sum(s not in ("pending", "deferred") for s in states), len(states)
 
 
-def _refresh(db: sqlite3.Connection, pid: str, r, path: Path) -> bool:
+def _refresh(db: sqlite3.Connection, pid: str, r, path: Path, ledger: Path) -> bool:
     """Give a known patch that is still as imported (pending, no decision) the file's outline and attributes."""
     row = db.execute("SELECT p.attrs, c.state, (SELECT COUNT(*) FROM events e WHERE e.patch_id = p.patch_id) AS n "
                      "FROM patches p JOIN current c ON c.patch_id = p.patch_id WHERE p.patch_id=?", (pid,)).fetchone()
@@ -375,7 +375,7 @@ def _refresh(db: sqlite3.Connection, pid: str, r, path: Path) -> bool:
                "source=? WHERE patch_id=?",
                (r["class"], r.get("change_type"), float(r["area_m2"]), float(r["area_mu"]), _plain(r.get("confidence")),
                 r.get("admin_code"), r.get("admin_name"), _plain(r.get("centroid_lon")), _plain(r.get("centroid_lat")),
-                *geom.bounds, attrs, wkb.dumps(geom), str(path), pid))
+                *geom.bounds, attrs, wkb.dumps(geom), stored(path, ledger), pid))
     return True
 
 

@@ -1,9 +1,9 @@
 """Portable ledgers: files a ledger refers to (chips, the patches file) are stored relative to its folder.
 
 A ledger and its run folders can then move or be copied together (another disk, another machine).
-Ledgers written before stored absolute paths; :func:`resolve` still finds such a file after a move
-when it sits at the same place relative to the ledger, and :func:`make_portable` rewrites the paths
-that it can.
+``review import`` stores them so (:func:`stored`). Older ledgers stored absolute paths; :func:`resolve` still
+finds such a file after a move when it sits at the same place relative to the ledger, and
+:func:`make_portable` rewrites the paths that it can.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
-from satcheck.review.ledger import Ledger
+if TYPE_CHECKING:  # the ledger stores paths with stored(): no import at run time
+    from satcheck.review.ledger import Ledger
 
 
 def stored(path: str | Path, ledger_path: str | Path) -> str:

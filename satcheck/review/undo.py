@@ -7,7 +7,7 @@ undone, so pressing ``u`` twice does not redo); an import (the first event of a 
 
 from __future__ import annotations
 
-from satcheck.review.ledger import Event, Ledger, LedgerError, _now
+from satcheck.review.ledger import Event, Ledger, LedgerError, append_event
 from satcheck.review.states import NEW, ConflictError, TransitionError
 
 UNDO = "undo"  # the reason recorded on an event that undoes a decision
@@ -50,8 +50,5 @@ def reopen(lg: Ledger, patch_id: str, reviewer: str, note: str | None = None,
         if target.to_state != current:  # cannot happen with events written by satcheck
             raise TransitionError(f"{patch_id}: its history is inconsistent ({target.to_state} then {current}); "
                                   "decide it explicitly instead")
-        text = note or None  # the reason 'undo' says what happened, in any language
-        at = _now()
-        cur = db.execute("INSERT INTO events (patch_id, from_state, to_state, reason, note, reviewer, at) "
-                         "VALUES (?,?,?,?,?,?,?)", (patch_id, current, target.from_state, UNDO, text, reviewer, at))
-        return Event(cur.lastrowid, patch_id, current, target.from_state, UNDO, text, reviewer, at), target
+        # The reason 'undo' says what happened, in any language.
+        return append_event(db, patch_id, current, target.from_state, UNDO, note or None, reviewer), target
