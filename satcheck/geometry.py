@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
+from pyproj import Transformer
 
 
 def polygonal_part(g):
@@ -38,3 +39,18 @@ def touching_groups(geoms: list | np.ndarray) -> list[list[int]]:
     for i in range(len(arr)):
         groups.setdefault(find(i), []).append(i)
     return list(groups.values())
+
+
+def box_in(bounds: tuple, src, dst, segments: int = 32) -> shapely.Geometry:
+    """The box ``bounds`` (left, bottom, right, top) of CRS ``src`` as a polygon in ``dst``, its edges densified
+    into ``segments`` pieces so that the reprojected outline stays close; where some corners cannot be transformed
+    (far outside the target's area), the hull of those that can; empty where fewer than three can."""
+    ring = shapely.segmentize(shapely.box(*bounds), max(bounds[2] - bounds[0], bounds[3] - bounds[1], 1e-9) / segments)
+    xy = shapely.get_coordinates(ring)
+    x, y = Transformer.from_crs(src, dst, always_xy=True).transform(xy[:, 0], xy[:, 1], errcheck=False)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.all():
+        return shapely.Polygon(np.column_stack([x, y]))
+    if ok.sum() < 3:
+        return shapely.Polygon()
+    return shapely.MultiPoint(np.column_stack([x[ok], y[ok]])).convex_hull

@@ -20,11 +20,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
 from satcheck.config import RulesConfig
 from satcheck.errors import RuleLayerError
-from satcheck.geometry import polygonal_part
+from satcheck.geometry import box_in, polygonal_part
 
 LAYERS = ("farmland", "basic_farmland", "mining_permits", "approved_land", "admin")
 SUFFIXES = (".gpkg", ".shp", ".geojson", ".json")
@@ -183,7 +183,7 @@ def check_fit(folder: str | Path | None, footprint, crs, imagery_crs, allow_part
         layer_crs, bounds = _extent(path)
         if bounds is None:
             continue  # an empty layer covers nothing, and says so by having no features
-        if (near if name in SPARSE else footprint).intersects(_box_in(bounds, layer_crs, crs)):
+        if (near if name in SPARSE else footprint).intersects(box_in(bounds, layer_crs, crs)):
             continue
         where = f"is not within {NEAR_M / 1000:.0f} km of" if name in SPARSE else "does not overlap"
         msg = (f"{path}: the {name} layer in {_name(layer_crs)} {where} the imagery "
@@ -211,18 +211,6 @@ def _extent(path: Path) -> tuple[CRS, tuple | None]:
     return CRS.from_user_input(info["crs"]), tuple(float(b) for b in bounds)
 
 
-def _box_in(bounds: tuple, src: CRS, dst) -> shapely.Geometry:
-    """The box ``bounds`` of ``src`` in ``dst`` (edges densified); empty where it cannot be transformed."""
-    ring = shapely.segmentize(shapely.box(*bounds), max(bounds[2] - bounds[0], bounds[3] - bounds[1], 1e-9) / 32)
-    t = Transformer.from_crs(src, dst, always_xy=True)
-    xy = shapely.get_coordinates(ring)
-    x, y = t.transform(xy[:, 0], xy[:, 1], errcheck=False)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3:
-        return shapely.Polygon()
-    return shapely.MultiPoint(np.column_stack([x[ok], y[ok]])).convex_hull
-
-
 def _name(crs: CRS | None) -> str:
     if crs is None:
         return "no CRS"
@@ -248,7 +236,7 @@ def _why(bounds: tuple, layer_crs: CRS, img: CRS, footprint, crs) -> str:
     a, b = _central_meridian(layer_crs), _central_meridian(img)
     if a is not None and b is not None and a != b:
         parts.append(f"its CRS puts it in another zone (central meridian {a:g}°E, the imagery's {b:g}°E)")
-    if footprint.intersects(_box_in(bounds, img, crs)):
+    if footprint.intersects(box_in(bounds, img, crs)):
         parts.append(f"its coordinates fall on the imagery when read in {_name(img)}, so the file's CRS is "
                      f"probably wrong ({_name(layer_crs)} where {_name(img)} was meant)")
     return (": " + "; ".join(parts)) if parts else ""

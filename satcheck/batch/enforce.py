@@ -10,14 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import shapely
-from pyproj import Transformer
 
 from satcheck.align import Pair
 from satcheck.config import M2_PER_MU, RunConfig
 from satcheck.errors import OutputError
 from satcheck.export import write_all, write_gpkg
+from satcheck.geometry import box_in
 from satcheck.patch_ids import Issued, read_registry, write_registry
 from satcheck.patches import PatchContext, make_patches, outside_admin
 from satcheck.report.chips import write_patch_images
@@ -30,10 +29,7 @@ FIELD_FORMATS = ("geojson", "kml", "csv", "shp")
 def footprint(tile, crs) -> shapely.Geometry:
     """A tile's outline in ``crs`` (edges densified, so a reprojected outline stays close)."""
     b = tile.bounds
-    ring = shapely.segmentize(shapely.box(b.left, b.bottom, b.right, b.top),
-                              max(b.right - b.left, b.top - b.bottom) / 16)
-    t = Transformer.from_crs(tile.crs, crs, always_xy=True)
-    return shapely.transform(ring, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+    return box_in((b.left, b.bottom, b.right, b.top), tile.crs, crs, 16)
 
 
 def imagery_footprint(pairs: list[Pair], crs) -> shapely.Geometry:
