@@ -13,6 +13,9 @@ from satcheck.config import ReviewConfig
 from satcheck.errors import SatcheckError
 from satcheck.patch_ids import overlap
 
+NOT_MATCHED = ("; the file's ids were not matched against this ledger: make the patches with it (the batch "
+               "manifest's 'ledger:') or into the output folder its patches came from; nothing was imported")
+
 
 class IdentityError(SatcheckError, ValueError):
     """A patch file gives an id the ledger knows to another place, or a place it knows another id."""
@@ -40,20 +43,14 @@ def check_places(db: sqlite3.Connection, ledger: Path, config: ReviewConfig, pat
             if pid in by_id:
                 k, g = by_id[pid]
                 if overlap(geom, g, iou, share) == 0:
-                    raise IdentityError(
-                        f"{path}: {pid} here ({_where(r)}) is not the place {pid} is in the ledger {ledger} "
-                        f"({_where(k)}, from {k['source']}); the file's ids were not matched against this "
-                        "ledger: make the patches with it (the batch manifest's 'ledger:') or into the output "
-                        "folder its patches came from; nothing was imported")
+                    raise IdentityError(f"{path}: {pid} here ({_where(r)}) is not the place {pid} is in the ledger "
+                                        f"{ledger} ({_where(k)}, from {k['source']}){NOT_MATCHED}")
                 continue
             for j in tree.query(geom, predicate="intersects"):
                 k = known[j]
                 if k["patch_id"] not in ids and overlap(geom, geoms[j], iou, share) > 0:
-                    raise IdentityError(
-                        f"{path}: {pid} here ({_where(r)}) is the place the ledger {ledger} has as "
-                        f"{k['patch_id']} ({_where(k)}, from {k['source']}); the file's ids were not matched "
-                        "against this ledger: make the patches with it (the batch manifest's 'ledger:') or into "
-                        "the output folder its patches came from; nothing was imported")
+                    raise IdentityError(f"{path}: {pid} here ({_where(r)}) is the place the ledger {ledger} has "
+                                        f"as {k['patch_id']} ({_where(k)}, from {k['source']}){NOT_MATCHED}")
 
 
 def _where(r) -> str:
