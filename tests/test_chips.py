@@ -67,7 +67,7 @@ def test_locator_shows_about_2km_with_the_admin_unit(tmp_path):
     patch = box(x, y, x + 30, y + 30)
     admin = gpd.GeoDataFrame({"code": ["360821"], "name": ["吉安县"]},
                              geometry=[box(x - 700, y - 700, x + 1500, y + 1500)], crs=a.crs)
-    path = write_locator(None, None, patch, tmp_path / "loc.png", afters=[a], crs=a.crs, rules={"admin": admin})
+    path = write_locator(patch, tmp_path / "loc.png", [a], a.crs, rules={"admin": admin})
     img = Image.open(path)
     assert img.size == (256, 256)
     assert _has_colour(img, (255, 0, 0), tol=30) > 20  # the patch, not a 7 px circle on the whole run area

@@ -209,17 +209,6 @@ def write_chips(patch, geom, crs, befores: list[TileInfo], afters: list[TileInfo
     return ChipPaths(paths[0], paths[1], None)
 
 
-def overview(afters: list[TileInfo], crs, bounds, max_px: int = 480) -> tuple[Image.Image, object]:
-    """A decimated view of the later date over ``bounds`` (for locator maps)."""
-    minx, miny, maxx, maxy = bounds
-    res = max(maxx - minx, maxy - miny) / max_px
-    w, h = max(1, int((maxx - minx) / res)), max(1, int((maxy - miny) / res))
-    t = from_origin(minx, maxy, res, res)
-    rgb, ok = read_rgb(afters, crs, t, w, h)
-    img, _ = stretch_pair(rgb, rgb, ok, ok)
-    return Image.fromarray(img), t
-
-
 def locator_window(geom, radius_m: float = LOCATOR_RADIUS_M) -> tuple[float, float, float, float]:
     """The square the locator shows: ``radius_m`` around the patch's centre, or more for a large patch."""
     minx, miny, maxx, maxy = geom.bounds
@@ -228,43 +217,16 @@ def locator_window(geom, radius_m: float = LOCATOR_RADIUS_M) -> tuple[float, flo
     return cx - r, cy - r, cx + r, cy + r
 
 
-def _within(minx, miny, maxx, maxy, transform, size) -> tuple[float, float, float, float]:
-    """The square window moved (and shrunk, never below the longer side of the overview) inside the overview."""
-    bx0, by1 = transform * (0, 0)
-    bx1, by0 = transform * size
-    bx0, bx1, by0, by1 = min(bx0, bx1), max(bx0, bx1), min(by0, by1), max(by0, by1)
-    side = min(maxx - minx, max(bx1 - bx0, by1 - by0))
-    cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
-    out = []
-    for c, lo, hi in ((cx, bx0, bx1), (cy, by0, by1)):
-        a = c - side / 2
-        if hi - lo >= side:
-            a = min(max(a, lo), hi - side)
-        else:
-            a = (lo + hi - side) / 2
-        out.append(a)
-    return out[0], out[1], out[0] + side, out[1] + side
-
-
-def write_locator(base: Image.Image | None, transform, geom, path: Path, *, afters: list[TileInfo] | None = None,
-                  crs=None, rules=None, label: str | None = None, radius_m: float = LOCATOR_RADIUS_M,
-                  px: int = 256) -> Path:
-    """The patch within about 2 km: read from ``afters`` when given, else cut from the overview ``base``;
-    the admin unit (from ``rules``) is outlined and named, else ``label`` is written."""
+def write_locator(geom, path: Path, afters: list[TileInfo], crs, rules=None, label: str | None = None,
+                  radius_m: float = LOCATOR_RADIUS_M, px: int = 256) -> Path:
+    """The patch within about 2 km of the later date; the admin unit (from ``rules``) is outlined and named, else
+    ``label`` is written."""
     minx, miny, maxx, maxy = locator_window(geom, radius_m)
-    if not afters and base is not None:  # keep within the overview: a run smaller than 2 km is shown whole
-        minx, miny, maxx, maxy = _within(minx, miny, maxx, maxy, transform, base.size)
     res = (maxx - minx) / px
     t = from_origin(minx, maxy, res, res)
-    if afters:
-        rgb, ok = read_rgb(afters, crs, t, px, px)
-        arr, _ = stretch_pair(rgb, rgb, ok, ok)
-        img = Image.fromarray(arr)
-    else:
-        inv = ~transform
-        (x0, y0), (x1, y1) = inv * (minx, maxy), inv * (maxx, miny)
-        img = base.convert("RGB").crop((int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))))
-        img = img.resize((px, px), Image.Resampling.BILINEAR)
+    rgb, ok = read_rgb(afters, crs, t, px, px)
+    arr, _ = stretch_pair(rgb, rgb, ok, ok)
+    img = Image.fromarray(arr)
     unit = admin_at(rules, geom.centroid)
     if unit is not None:
         _draw_outline(img, unit.geom, t, (255, 255, 255), 2)
@@ -300,8 +262,7 @@ def write_patch_images(patches, befores: list[TileInfo], afters: list[TileInfo],
     for i, (_, r) in enumerate(patches.iterrows(), start=1):
         c = write_chips(r["patch_id"], r.geometry, crs, befores, afters, folder, pixel_m, min_side_m, chip_px,
                         layers=rules)
-        loc = write_locator(None, None, r.geometry, folder / f"{r['patch_id']}_locator.png", afters=afters, crs=crs,
-                            rules=rules, label=_admin_label(r))
+        loc = write_locator(r.geometry, folder / f"{r['patch_id']}_locator.png", afters, crs, rules, _admin_label(r))
         out[r["patch_id"]] = (c.before, c.after, loc)
         if progress:
             progress("chips", i, total)
