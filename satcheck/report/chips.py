@@ -23,7 +23,7 @@ from rasterio.vrt import WarpedVRT
 
 from satcheck.atomic import atomic_path
 from satcheck.masks import dn_scale
-from satcheck.report.context import CHIP_LAYERS, LAYER_STYLE, LOCATOR_RADIUS_M, admin_at, outlines
+from satcheck.report.context import CHIP_LAYERS, LAYER_STYLE, LOCATOR_RADIUS_M, admin_at, outlines, text
 from satcheck.tiles import TileInfo
 
 NICE_LENGTHS = (5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000)
@@ -270,5 +270,4 @@ def write_patch_images(patches, befores: list[TileInfo], afters: list[TileInfo],
 
 
 def _admin_label(row) -> str | None:
-    parts = [str(row.get(k)) for k in ("admin_name", "admin_code")]
-    return " ".join(p for p in parts if p not in ("", "None", "nan")) or None
+    return " ".join(t for t in (text(row.get("admin_name")), text(row.get("admin_code"))) if t) or None

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import shapely
 from shapely.geometry import box
 
+from satcheck.labels import is_blank
+
 # layer of satcheck.rules.RuleLayers -> (RGB colour, English, Chinese)
 LAYER_STYLE: dict[str, tuple[tuple[int, int, int], str, str]] = {
     "farmland": ((80, 220, 80), "farmland", "耕地"),
@@ -34,12 +36,23 @@ def hex_colour(layer: str) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def text(v) -> str:
+    """A value as a label on a chip: blank for missing values (:func:`satcheck.labels.is_blank`)."""
+    return "" if is_blank(v) else str(v)
+
+
+def _layer(rules, name: str):
+    """One layer of a RuleLayers, or of a dict of GeoDataFrames by layer name."""
+    if rules is None:
+        return None
+    return rules.get(name) if isinstance(rules, dict) else getattr(rules, name, None)
+
+
 def _label(layer: str, row) -> str:
     for k in {"farmland": ("class_code", "class_name"), "mining_permits": ("permit_no", "holder"),
               "approved_land": ("approval_no",), "admin": ("name", "code")}.get(layer, ()):
-        v = row.get(k) if hasattr(row, "get") else None
-        if v is not None and str(v) not in ("", "nan", "None"):
-            return str(v)
+        if text(row.get(k) if hasattr(row, "get") else None):
+            return text(row.get(k))
     return ""
 
 
@@ -50,7 +63,7 @@ def outlines(rules, bounds: tuple[float, float, float, float], layers=CHIP_LAYER
     win = box(*bounds)
     found: list[Outline] = []
     for name in layers:
-        gdf = getattr(rules, name, None) if not isinstance(rules, dict) else rules.get(name)
+        gdf = _layer(rules, name)
         if gdf is None or len(gdf) == 0:
             continue
         idx = gdf.sindex.query(win, predicate="intersects")
@@ -64,13 +77,12 @@ def outlines(rules, bounds: tuple[float, float, float, float], layers=CHIP_LAYER
 
 def admin_at(rules, point) -> Outline | None:
     """The admin unit that holds ``point`` (whole, not clipped), or None."""
-    gdf = None if rules is None else (rules.get("admin") if isinstance(rules, dict) else getattr(rules, "admin", None))
+    gdf = _layer(rules, "admin")
     if gdf is None or len(gdf) == 0:
         return None
     idx = gdf.sindex.query(point, predicate="intersects")
     if len(idx) == 0:
         return None
     row = gdf.iloc[int(idx[0])]
-    name, code = row.get("name"), row.get("code")
-    label = " ".join(str(v) for v in (name, code) if v is not None and str(v) not in ("", "nan", "None"))
+    label = " ".join(t for t in (text(row.get("name")), text(row.get("code"))) if t)
     return Outline("admin", row.geometry, label)
