@@ -102,8 +102,7 @@ def _print_summary(s: dict) -> None:
         t.add_row(f"  {k}", f"{plural(v['count'], 'polygon')}, {v['area_m2']:.0f} m²")
     if "patches" in s:
         p = s["patches"]
-        kept = p["count"] - p["exported"]
-        t.add_row("patches", f"{p['exported']} in the field files" + (f", {kept} more in patches.gpkg only" if kept else ""))
+        t.add_row("patches", _patch_count(p))
         for k, v in p["by_class"].items():
             t.add_row(f"  {k}", f"{plural(v['count'], 'patch')}, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)"
                       + ("" if v.get("exported", True) else ", patches.gpkg only"))
@@ -399,8 +398,7 @@ def _print_batch(s: dict) -> None:
         t.add_row("changes", str(s["changes"]))
     if s.get("patches"):
         p = s["patches"]
-        t.add_row("patches", f"{p['exported']} in the field files" + (
-            f", {p['count'] - p['exported']} more in patches.gpkg only" if p["count"] > p["exported"] else ""))
+        t.add_row("patches", _patch_count(p))
         for k, v in p["by_class"].items():
             t.add_row(f"  {k}", f"{plural(v['count'], 'patch')}, {v['area_m2']:.0f} m² ({v['area_mu']:.2f} mu)")
     if s.get("ledger"):
@@ -412,6 +410,12 @@ def _print_batch(s: dict) -> None:
     t.add_row("log", s["log"])
     out.print(t)
     _print_warnings([*s["warnings"], *s.get("rule_problems", [])])
+
+
+def _patch_count(p: dict) -> str:
+    """How many patches the field files hold, and how many more only patches.gpkg (approved, other_change)."""
+    kept = p["count"] - p["exported"]
+    return f"{p['exported']} in the field files" + (f", {kept} more in patches.gpkg only" if kept else "")
 
 
 def _print_warnings(lines: list[str]) -> None:

@@ -12,12 +12,12 @@ from satcheck.cli_review import ADMIN, CLASS, CONFIG, LEDGER, PERIOD, checked_fi
 from satcheck.errors import SatcheckError
 
 LANG = typer.Option(None, "--lang", help="en or zh: headers and values (class, change type, state, yes/no) of CSV, "
-                                         "KML and .xlsx; default report.lang (or patches.lang) of the config.")
+                                         "KML and .xlsx; default patches.lang of the config.")
 
 
 def _lang(lang: Optional[str], cfg) -> str:
     if lang is None:
-        lang = getattr(getattr(cfg, "report", None), "lang", None) or cfg.patches.lang
+        lang = cfg.patches.lang
     if lang not in ("en", "zh"):
         raise typer.BadParameter(f"'{lang}' is not one of en, zh", param_hint="--lang")
     return lang
