@@ -22,7 +22,7 @@ import pandas as pd
 from satcheck.atomic import atomic_dir, atomic_path
 from satcheck.errors import OutputError
 from satcheck.labels import REVIEW_FIELDS, default_reasons_zh, display
-from satcheck.patches import CLASS_ZH, PATCH_FIELDS
+from satcheck.patches import PATCH_FIELDS
 
 FORMATS = ("gpkg", "geojson", "kml", "csv", "shp", "xlsx")
 LAYER = "patches"
@@ -171,7 +171,7 @@ def write_kml(patches: gpd.GeoDataFrame, path: Path, lang: str = "en") -> Path:
                      f"<PolyStyle><color>40{colour[2:]}</color></PolyStyle></Style>")
     names = fields(geo)
     for (_, r), values in zip(geo.iterrows(), _rows(geo, names, lang)):
-        label = CLASS_ZH.get(r["class"], r["class"]) if lang == "zh" else r["class"]
+        label = display("class", r["class"], lang)
         rows = "".join(f"<tr><td>{escape(header(k, lang))}</td><td>{escape(str(v))}</td></tr>"
                        for k, v in zip(names, values) if v != "")
         g = r.geometry

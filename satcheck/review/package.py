@@ -7,7 +7,7 @@ from pathlib import Path
 
 from satcheck.errors import OutputError
 from satcheck.export import write_all
-from satcheck.review.frames import histories, latest_events, review_frame
+from satcheck.review.frames import histories, review_frame
 from satcheck.review.ledger import Ledger
 from satcheck.review.paths import chips as chip_paths
 
@@ -33,10 +33,10 @@ def write_package(lg: Ledger, out: str | Path, state: str = "accepted", period: 
     pkg = Package(len(gdf))
     pkg.outputs.update(write_all(gdf, out, PACKAGE_FORMATS, lang, stem="patches"))
     ids = list(gdf["patch_id"])
-    last, hist = latest_events(lg), histories(lg, ids)
+    hist = histories(lg, ids)
     review, chips, missing = {}, {}, []
     for pid in ids:
-        e = last[pid]
+        e = hist[pid][-1]  # the latest event: every patch has at least its import
         review[pid] = {"state": e.to_state, "reviewer": e.reviewer, "at": e.at, "note": e.note, "reason": e.reason,
                        "history": hist[pid]}
         c = chip_paths(lg, pid)
