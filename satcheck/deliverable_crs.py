@@ -19,6 +19,8 @@ import shapely
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
+from satcheck.tiles import gauss_kruger_3
+
 # lon,lat pairs of each outline (EPSG:4326).
 _OUTLINES = (
     """
@@ -58,11 +60,6 @@ def in_china(lon: float, lat: float) -> bool:
         _CHINA = shapely.MultiPolygon([shapely.Polygon([tuple(map(float, p.split(","))) for p in o.split()])
                                        for o in _OUTLINES])
     return bool(_CHINA.contains(shapely.Point(lon, lat)))
-
-
-def gauss_kruger_3(lon: float) -> CRS:
-    """The CGCS2000 3-degree Gauss-Krüger zone (central meridian in the CRS, no zone prefix) at ``lon``."""
-    return CRS.from_epsg(4534 + (round(lon / 3) * 3 - 75) // 3)
 
 
 def deliverable_crs(afters: Sequence, configured: str | None = None) -> CRS:

@@ -107,9 +107,14 @@ class TileInfo:
         datum = ProjCRS.from_wkt(self.crs.to_wkt()).geodetic_crs
         cgcs2000 = datum is not None and datum.to_epsg() == 4490
         if cgcs2000 and 73.5 <= lon < 136.5:
-            return CRS.from_epsg(4534 + (round(lon / 3) * 3 - 75) // 3)
+            return gauss_kruger_3(lon)
         zone = min(60, int((lon + 180) // 6) + 1)
         return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+def gauss_kruger_3(lon: float) -> CRS:
+    """The CGCS2000 3-degree Gauss-Krüger zone (central meridian in the CRS, no zone prefix) at ``lon``."""
+    return CRS.from_epsg(4534 + (round(lon / 3) * 3 - 75) // 3)
 
 
 def metres_per_unit(crs: CRS) -> float:
