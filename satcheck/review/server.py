@@ -193,15 +193,14 @@ class _Context:
             return self.EMPTY
         import geopandas as gpd
 
-        from satcheck.report.context import LOCATOR_RADIUS_M, hex_colour, outlines
+        from satcheck.report.context import CHIP_LAYERS, LOCATOR_RADIUS_M, hex_colour, outlines
         from satcheck.rules import load_rules
 
         if self.rules is None:
             self.rules = load_rules(self.folder, self.crs, self.cfg)
         minx, miny, maxx, maxy = bounds
         cx, cy, r = (minx + maxx) / 2, (miny + maxy) / 2, LOCATOR_RADIUS_M
-        found = outlines(self.rules, (cx - r, cy - r, cx + r, cy + r),
-                         layers=("farmland", "basic_farmland", "mining_permits", "approved_land", "admin"))
+        found = outlines(self.rules, (cx - r, cy - r, cx + r, cy + r), layers=(*CHIP_LAYERS, "admin"))
         if not found:
             return self.EMPTY
         gdf = gpd.GeoDataFrame({"layer": [o.layer for o in found], "label": [o.label for o in found],
