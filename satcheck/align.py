@@ -30,6 +30,7 @@ from satcheck.config import RunConfig
 from satcheck.coregister import NO_SHIFT, Shift, estimate_shift, measure_arrays, measuring_chips, shift_array
 from satcheck.errors import BandMismatchError, DateOrderError, NoOverlapError, TileReadError
 from satcheck.masks import cloud_and_shadow, dn_scale, upsample_lookup
+from satcheck.provider_masks import provider_cloud
 from satcheck.radiometry import apply_table, fit_normalisation
 from satcheck.tiles import TileInfo, band_order_warning
 from satcheck.windows import intersect
@@ -314,8 +315,14 @@ class PairReader(contextlib.AbstractContextManager):
         self._scale_a = dn_scale(self.pair.after.dtype, after[:, a_ok])
         rb, ra = before / self._scale_b, after / self._scale_a
         lr_px = self.px_m * f
-        cm_b = cloud_and_shadow(rb, b_ok, cfg.masks, lr_px, ra, a_ok)
-        cm_a = cloud_and_shadow(ra, a_ok, cfg.masks, lr_px, rb, b_ok)
+        a = self.pair.after
+        # The decimated read's grid: the pair window in shape[0] x shape[1] cells, for the provider's masks.
+        lr_grid = (a.crs, a.transform * Affine.translation(win.col_off, win.row_off)
+                   * Affine.scale(win.width / shape[1], win.height / shape[0]), shape)
+        pv_b = provider_cloud(self.pair.befores, cfg.masks.cloud_mask, *lr_grid)
+        pv_a = provider_cloud([a], cfg.masks.cloud_mask, *lr_grid)
+        cm_b = cloud_and_shadow(rb, b_ok, cfg.masks, lr_px, ra, a_ok, pv_b)
+        cm_a = cloud_and_shadow(ra, a_ok, cfg.masks, lr_px, rb, b_ok, pv_a)
         self._masked_lr = cm_b | cm_a
         ok = b_ok & a_ok & ~self._masked_lr
         if ok.sum() < 16:

@@ -49,14 +49,25 @@ class AlignConfig(_Strict):
 
 
 class MaskConfig(_Strict):
-    cloud: bool = True
+    cloud: bool = Field(True, description="Find cloud in the images (tiles with a provider mask use that instead).")
     cloud_brightness: float = Field(0.75, gt=0, le=1, description="Min brightness (0..1) of cloud.")
     cloud_max_saturation: float = Field(0.18, ge=0, le=1)
+    cloud_contrast: float = Field(
+        0.2, ge=0, le=1, description="Cloud is brighter than the same place on the other date by at least this.")
+    cloud_max_texture: float = Field(
+        0.06, gt=0, description="Max local variation of brightness (std over 3x3 px / mean) inside a cloud.")
+    cloud_edge_px: float = Field(
+        4.0, ge=0, description="Min width of a cloud's edge in pixels of the decimated read (roofs read about 2); "
+                               "from 3/4 of it, cloud where its shadow lies at the scene's offset.")
+    cloud_mask: str | None = Field(
+        None, description="Provider cloud mask per tile: a file name pattern in the tile's folder, {stem} = the "
+                          "tile's name without suffix, * allowed; raster (nonzero = cloud) or .gpkg/.shp/.geojson.")
     shadow: bool = True
     shadow_brightness: float = Field(
         0.5, gt=0, lt=1, description="Shadow: darker than this share of the same place on the other date.")
     dilate_m: float = Field(30.0, ge=0, le=500, description="Margin added around cloud and shadow (soft edges).")
     min_cloud_m2: float = Field(5000.0, ge=0, description="Smaller bright blobs are roofs, not cloud.")
+    warn_share: float = Field(0.2, ge=0, le=1, description="Warn when more of a pair than this is cloud or shadow.")
 
 
 class NormaliseConfig(_Strict):

@@ -102,14 +102,15 @@ def make_outdir(out: Path) -> None:
 def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig, rules: str | Path | None,
            detector_name: str, t0: float, masked: int, extra: dict | None = None,
            shifts: dict[str, list[dict]] | None = None, warnings: list[str | None] = (),
-           ledger: str | Path | None = None, crs=None) -> RunResult:
+           ledger: str | Path | None = None, crs=None, masks: dict[str, dict] | None = None) -> RunResult:
     """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary.
 
     ``shifts``: per pair name, the misregistration measured for each of its earlier tiles
     (:meth:`TileResult.shift_report`); ``warnings``: lines for the user about the imagery (:func:`pair_warnings`,
     each pair's :attr:`TileResult.warning`; None and repeats are dropped); ``ledger``: the ledger the patches
     will be imported into, whose ids of the period they keep (:mod:`satcheck.patch_ids`); ``crs``: that of
-    ``pieces``, default :func:`output_crs` of ``pairs``.
+    ``pieces``, default :func:`output_crs` of ``pairs``; ``masks``: per pair name, its shares masked as cloud or
+    shadow and without data (:meth:`TileResult.mask_report`).
     """
     crs = crs or output_crs(pairs, config)
     pixels = sum(p.pixels for p in pairs)
@@ -137,7 +138,8 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     with atomic_path(summary_path) as tmp:
         tmp.write_text(json.dumps(result.summary() | (extra or {}) | {
             "tiles": [{"after": str(p.after.path), "before": [str(b.path) for b in p.befores]}
-                      | ({"shift_px": shifts[p.name]} if shifts and p.name in shifts else {}) for p in pairs],
+                      | ({"shift_px": shifts[p.name]} if shifts and p.name in shifts else {})
+                      | ({"masked": masks[p.name]} if masks and p.name in masks else {}) for p in pairs],
         }, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return result
 
@@ -156,6 +158,7 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     crs = output_crs(pairs, config)  # metres, also for tiles in degrees
     pieces: list[Piece] = []
     shifts: dict[str, list[dict]] = {}
+    masks: dict[str, dict] = {}  # per pair: TileResult.mask_report
     warnings: list[str | None] = pair_warnings(pairs, afters)
     masked = done = 0
     total = sum(p.pixels for p in pairs)
@@ -168,8 +171,9 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
         done += pair.pixels
         masked += r.masked
         shifts[pair.name] = r.shift_report(pair)
-        warnings.append(r.warning)
+        warnings.extend((r.warning, r.mask_warning))
+        masks[pair.name] = r.mask_report()
         pieces.extend(reproject_pieces(r.pieces, pair.after.crs, crs))
     return finish(pieces, pairs, out, config, rules, detector.name, t0, masked,
-                  {"before": str(before), "after": str(after)}, shifts, warnings)
+                  {"before": str(before), "after": str(after)}, shifts, warnings, masks=masks)
 

@@ -34,6 +34,7 @@ from satcheck.batch.pipeline import RunResult, check_rules, finish, make_outdir,
 from satcheck.batch.tile import detect_pair, read_pieces, write_pieces
 from satcheck.config import RunConfig
 from satcheck.errors import SatcheckError
+from satcheck.provider_masks import provider_files
 from satcheck.tiles import TileInfo, open_tile
 
 Progress = Callable[[dict], None]
@@ -82,11 +83,13 @@ class BatchResult:
         }
 
 
-def _fingerprint(after: TileInfo, befores: tuple[TileInfo, ...], config_json: str) -> str:
+def _fingerprint(after: TileInfo, befores: tuple[TileInfo, ...], config_json: str, cloud_mask: str | None = None) -> str:
     h = hashlib.sha256(config_json.encode())
     for t in (after, *befores):
-        st = t.path.stat()
-        h.update(f"{t.path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        # A provider cloud mask delivered (or replaced) later redoes its tile.
+        for f in [t.path, *(provider_files(t.path, cloud_mask) if cloud_mask else [])]:
+            st = f.stat()
+            h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()[:20]
 
 
@@ -129,6 +132,7 @@ def run_tile(task: TileTask) -> dict:
         r = detect_pair(pair, det, cfg, Path(task.out) / "probability" / f"{task.name}.tif")
         write_pieces(r.pieces, pair.after.crs, d / "pieces.gpkg")
         info = {"name": task.name, "fingerprint": task.fingerprint, "pixels": r.pixels, "masked": r.masked,
+                "masks": r.mask_report(), "mask_warning": r.mask_warning,
                 "pieces": len(r.pieces), "seconds": round(time.perf_counter() - t0, 3), "detector": det.name,
                 "crs": pair.after.crs.to_string(), "shift_px": r.shift_report(pair), "warning": r.warning}
         with atomic_path(d / "done.json") as tmp:
@@ -228,7 +232,8 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
     fp_cfg = _tile_settings(same_threads)
     tasks = [TileTask(p.name, str(p.after.path), tuple(str(b.path) for b in p.befores),
                       (int(p.window.col_off), int(p.window.row_off), int(p.window.width), int(p.window.height)),
-                      cfg.model_dump_json(), str(out), _fingerprint(p.after, p.befores, fp_cfg), p.after.count)
+                      cfg.model_dump_json(), str(out), _fingerprint(p.after, p.befores, fp_cfg, cfg.masks.cloud_mask),
+                      p.after.count)
              for p in pairs]
     batch_fp = hashlib.sha256("|".join(t.fingerprint for t in tasks).encode() + (m.rules or "").encode()
                               + (m.ledger or "").encode() + same_threads.model_dump_json().encode()).hexdigest()[:20]
@@ -269,18 +274,20 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
         return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, None, time.perf_counter() - t0,
                            log=str(log.path), workers=_describe(n_workers, scheduler), pixels_now=pixels_now)
     crs = output_crs(pairs, cfg)  # of every tile that opened, as in a complete batch, not only those done
-    pieces, masked, shifts, warnings = [], 0, {}, pair_warnings(ok_pairs, afters)
+    pieces, masked, shifts, warnings, masks = [], 0, {}, pair_warnings(ok_pairs, afters), {}
     for p in ok_pairs:
         d = tile_dir(out, p.name)
         info = json.loads((d / "done.json").read_text())
         masked += info["masked"]
         if isinstance(info.get("shift_px"), list):  # tiles done before shifts were measured have none
             shifts[p.name] = info["shift_px"]
-        warnings.append(info.get("warning"))
+        warnings.extend((info.get("warning"), info.get("mask_warning")))
+        if "masks" in info:  # tiles done before masked shares were reported have none
+            masks[p.name] = info["masks"]
         pieces.extend(read_pieces(d / "pieces.gpkg", crs))  # in the tile's CRS on disk, read into crs
     detector = json.loads((tile_dir(out, ok_pairs[0].name) / "done.json").read_text()).get("detector", "")
     run = finish(pieces, ok_pairs, out, cfg, m.rules, detector, t0, masked, {"period": m.period}, shifts, warnings,
-                 m.ledger, crs)
+                 m.ledger, crs, masks)
     ledger_info = None
     if m.ledger and run.patches is not None:
         from satcheck.review.ledger import Ledger

@@ -21,6 +21,7 @@ from satcheck.config import RunConfig
 from satcheck.coregister import Shift
 from satcheck.detect.cleanup import clean_mask
 from satcheck.detect.polygons import Piece, window_pieces
+from satcheck.masks import mask_warning
 from satcheck.windows import window_grid, with_halo
 
 PROB_NODATA = 255
@@ -36,6 +37,13 @@ class TileResult:
     shifts: tuple[Shift, ...] = ()  # each earlier tile's misregistration, measured and corrected
     warning: str | None = None  # the detector's Detector.imagery_warning for this pair
     windows: dict | None = None  # PairReader.window_report: windows measured on their own
+    nodata: int = 0  # pixels without data on either date (not counted in ``masked``)
+    mask_warning: str | None = None  # masks.mask_warning: much of the pair is cloud or shadow
+
+    def mask_report(self) -> dict[str, float]:
+        """Shares of the pair masked as cloud or shadow (either date) and without data, as run.json gives them."""
+        n = max(self.pixels, 1)
+        return {"cloud_shadow": round(self.masked / n, 4), "nodata": round(self.nodata / n, 4)}
 
     def shift_report(self, pair: Pair) -> list[dict]:
         """Per earlier tile: its name and :meth:`Shift.as_dict`, as run.json gives them; tiles whose chips disagreed
@@ -51,7 +59,7 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
     px_area = pair.after.pixel_area_m2
     halo = max(config.window.halo, detector.halo + config.cleanup.open_px + config.cleanup.close_px + 2)
     pieces: list[Piece] = []
-    n_masked = done = 0
+    n_masked = n_nodata = done = 0
     profile = {"driver": "GTiff", "width": a.width, "height": a.height, "count": 1, "dtype": "uint8",
                "crs": a.crs, "transform": a.transform, "nodata": PROB_NODATA, "tiled": True,
                # The scratch copy lives seconds: the fastest codec; the COG made from it is DEFLATE.
@@ -84,6 +92,7 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
                 mask = clean_mask(mask, config.cleanup, px_area)[rows, cols]
                 prob = scores.probability[rows, cols]
                 n_masked += int(pw.masked[rows, cols].sum())
+                n_nodata += int((~pw.valid[rows, cols] & ~pw.masked[rows, cols]).sum())
                 if dst is not None:
                     valid = pw.valid[rows, cols]
                     q = np.where(valid, np.round(np.clip(prob, 0, 1) * PROB_SCALE), PROB_NODATA).astype(np.uint8)
@@ -103,7 +112,9 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
         if dst is not None:
             dst.close()
             scratch.unlink(missing_ok=True)
-    return TileResult(pair.name, pieces, pair.pixels, n_masked, shifts, warning, windows)
+    share = n_masked / max(pair.pixels, 1)
+    return TileResult(pair.name, pieces, pair.pixels, n_masked, shifts, warning, windows, nodata=n_nodata,
+                      mask_warning=mask_warning(pair.after.path.name, share, config.masks))
 
 
 def reproject_pieces(pieces: list[Piece], src, dst) -> list[Piece]:
