@@ -227,3 +227,38 @@ def test_train_command_writes_loadable_weights(tmp_path):
     lo, hi = meta["pixel_size_m"]
     assert 0.3 <= lo <= 2 / 1.6 and 0.5 / 0.6 <= hi <= 3.34 and "pixel_size_m" not in meta["trained_on"]
     assert (tmp_path / "w.json").is_file()
+
+
+def test_training_can_start_from_earlier_weights(tmp_path):
+    """`init:` starts from a weights file of the same network, and its training data stays on record."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from satcheck.cli import app
+
+    def recipe(name: str, **extra) -> str:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump({"seed": 1, "steps": 2, "batch_size": 2, "crop_px": 64, "threads": 1,
+                                        "prefetch": 0, "widths": [8, 16, 16, 24], "decoder": 16,
+                                        "synthetic": {"scenes": 1, "size": 128, "weight": 1.0}, **extra}))
+        return str(path)
+
+    start = tmp_path / "start.pt"
+    save_weights(ChangeNet((8, 16, 16, 24), 16), start,
+                 {"trained_on": {"levir_cd_scenes": {"names": ["test_1"], "supervises": "building"}},
+                  "train_config": {"steps": 1600, "seed": 7}})
+    r = CliRunner().invoke(app, ["train", "--config", recipe("ft.yaml", init=str(start), lr=1e-9),
+                                 "--out", str(tmp_path / "ft.pt")])
+    assert r.exit_code == 0, r.output
+    tuned, meta = load_weights(tmp_path / "ft.pt")
+    first, _ = load_weights(start)
+    # A learning rate of ~0 leaves the starting weights (BatchNorm statistics aside).
+    conv = [k for k in first.state_dict() if k.endswith("weight")][0]
+    torch.testing.assert_close(tuned.state_dict()[conv], first.state_dict()[conv], atol=1e-6, rtol=0)
+    assert meta["trained_on"]["levir_cd_scenes"]["names"] == ["test_1"]
+    assert meta["trained_on"]["initialised_from"] == {"file": "start.pt", "steps": 1600, "seed": 7}
+
+    save_weights(ChangeNet((16, 32, 64, 96), 32), tmp_path / "wide.pt", {})
+    r = CliRunner().invoke(app, ["train", "--config", recipe("bad.yaml", init=str(tmp_path / "wide.pt")),
+                                 "--out", str(tmp_path / "bad.pt")])
+    assert r.exit_code != 0 and "cannot start a recipe" in r.output and not (tmp_path / "bad.pt").exists()

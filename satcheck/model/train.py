@@ -75,6 +75,9 @@ class TrainConfig(_Strict):
     paste_real: float = Field(0.0, ge=0, le=1)
     # Batches drawn ahead in a separate process (0: drawn in the training process). Same batches either way.
     prefetch: int = Field(4, ge=0)
+    # Weights to start from (fine-tuning, or a longer schedule in stages) instead of random ones: same widths and
+    # decoder. What they were trained on is added to the new weights' record, so evaluation keeps out both.
+    init: str | None = None
     synthetic: SyntheticSource = SyntheticSource()
     datasets: list[FolderSource] = []
     naip: NaipSource | None = None
@@ -142,16 +145,60 @@ def train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print,
     prefetch = cfg.prefetch > 0 and "fork" in get_all_start_methods()
     # The drawing process keeps one core busy; a second torch thread on it slows both (measured on 2 cores).
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) - prefetch))
+    start = _initial_state(cfg)
     sampler, manifest = build_sampler(cfg, log)
+    if start is not None:
+        manifest = _with_init(manifest, start[1], cfg.init)
     if prefetch:
         with BatchPrefetcher(sampler, cfg.batch_size, cfg.steps, cfg.prefetch) as drawn:
-            return _train(cfg, out, log, torch_device, drawn.batch, manifest)
-    return _train(cfg, out, log, torch_device, lambda: sampler.batch(cfg.batch_size), manifest)
+            return _train(cfg, out, log, torch_device, drawn.batch, manifest, start)
+    return _train(cfg, out, log, torch_device, lambda: sampler.batch(cfg.batch_size), manifest, start)
+
+
+def _initial_state(cfg: TrainConfig) -> tuple[dict, dict] | None:
+    """(state dict, metadata) of ``cfg.init``, checked against the recipe's network, or None."""
+    if cfg.init is None:
+        return None
+    from satcheck.errors import ModelError
+    from satcheck.model.weights import load_weights
+
+    model, meta = load_weights(cfg.init)
+    want = {"widths": list(cfg.widths), "decoder": cfg.decoder}
+    have = {k: model.config()[k] for k in want}
+    if have != want:
+        raise ModelError(f"{cfg.init}: weights of widths {have['widths']} and decoder {have['decoder']} cannot start "
+                         f"a recipe of widths {want['widths']} and decoder {want['decoder']}; set widths and decoder "
+                         "to theirs, or drop init")
+    # Earlier weights' outputs meant change, construction, excavation: the same tensors, retaught as the classes.
+    return model.state_dict(), meta
+
+
+def _with_init(manifest: dict, meta: dict, init: str) -> dict:
+    merged = dict(manifest)
+    for name, entry in meta.get("trained_on", {}).items():
+        if name not in merged:
+            merged[name] = entry
+        elif isinstance(entry, dict) and isinstance(merged[name], dict):
+            a, b = entry.get("names"), merged[name].get("names")
+            if "all" in (a, b):
+                names = "all"
+            else:
+                names = sorted(set(a or []) | set(b or []))
+            merged[name] = {**merged[name], "names": names}
+    merged["initialised_from"] = {"file": Path(init).name, "steps": meta.get("train_config", {}).get("steps"),
+                                  "seed": meta.get("train_config", {}).get("seed")}
+    lo_hi = [r for r in (manifest.get("pixel_size_m"), meta.get("pixel_size_m")) if r]
+    if lo_hi:
+        merged["pixel_size_m"] = [min(r[0] for r in lo_hi), max(r[1] for r in lo_hi)]
+    return merged
 
 
 def _train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None], device: torch.device,
-           next_batch: Callable[[], tuple], manifest: dict) -> dict:
-    model = ChangeNet(cfg.widths, cfg.decoder).to(device)
+           next_batch: Callable[[], tuple], manifest: dict, start: tuple[dict, dict] | None = None) -> dict:
+    model = ChangeNet(cfg.widths, cfg.decoder)
+    if start is not None:
+        model.load_state_dict(start[0], strict=True)
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, cfg.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
