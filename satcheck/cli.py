@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from satcheck import __version__
 from satcheck.cli_common import err, fail, out, plural
+from satcheck.cli_progress import stage_progress
 from satcheck.errors import SatcheckError
 
 app = typer.Typer(
@@ -59,10 +59,11 @@ def run(
     try:
         cfg = load_config(config).with_overrides(**{"detect.detector": detector, "detect.device": device,
                                                      "rules.allow_partial": allow_partial_rules or None})
-        if as_json or not sys.stderr.isatty():
+        if as_json:
             result = detect_changes(before, after, out_dir, cfg, rules=rules)
         else:
-            result = _with_progress(lambda p: detect_changes(before, after, out_dir, cfg, progress=p, rules=rules))
+            with stage_progress(err) as progress:
+                result = detect_changes(before, after, out_dir, cfg, progress=progress, rules=rules)
     except SatcheckError as exc:
         raise fail(exc) from None
     summary = result.summary()
@@ -70,19 +71,6 @@ def run(
         typer.echo(json.dumps(summary, ensure_ascii=False))
         return
     _print_summary(summary)
-
-
-def _with_progress(job):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeRemainingColumn(), console=err, transient=True) as bar:
-        task = bar.add_task("detecting", total=1)
-
-        def progress(name: str, done: int, total: int) -> None:
-            bar.update(task, description=f"detecting {name}", completed=done, total=total)
-
-        return job(progress)
 
 
 def _print_summary(s: dict) -> None:
@@ -344,12 +332,12 @@ def batch(
     if workers is not None and workers < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
     try:
-        if as_json or not err.is_terminal:
-            res = run_batch(manifest, workers, scheduler, force, progress=None if as_json else _plain_progress,
-                            allow_partial_rules=allow_partial_rules)
+        if as_json:
+            res = run_batch(manifest, workers, scheduler, force, allow_partial_rules=allow_partial_rules)
         else:
-            res = _batch_with_bar(lambda p: run_batch(manifest, workers, scheduler, force, progress=p,
-                                                      allow_partial_rules=allow_partial_rules))
+            with stage_progress(err, transient=False) as progress:
+                res = run_batch(manifest, workers, scheduler, force, progress=progress,
+                                allow_partial_rules=allow_partial_rules, on_tile=progress.tile)
     except SatcheckError as exc:
         raise fail(exc) from None
     s = res.summary()
@@ -359,28 +347,6 @@ def batch(
         _print_batch(s)
     if res.failed:
         raise typer.Exit(code=3)
-
-
-def _plain_progress(p: dict) -> None:
-    state = f"FAILED {p['error']}" if p.get("error") else "done"
-    err.print(f"[{p['done'] + p['failed']}/{p['todo']}] {p['tile']}: {state} "
-              f"({p['pixels'] / 1e6 / max(p['seconds'], 1e-9):.2f} Mpx/s)", highlight=False, soft_wrap=True)
-
-
-def _batch_with_bar(job):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("tiles"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TimeRemainingColumn(), console=err) as bar:
-        task = bar.add_task("tiles", total=None, rate="")
-
-        def progress(p: dict) -> None:
-            if p.get("error"):
-                err.print(f"[red]tile {p['tile']} failed:[/] {p['error']}", highlight=False)
-            bar.update(task, total=p["todo"], completed=p["done"] + p["failed"],
-                       rate=f"{p['pixels'] / 1e6 / max(p['seconds'], 1e-9):.2f} Mpx/s")
-
-        return job(progress)
 
 
 def _print_batch(s: dict) -> None:

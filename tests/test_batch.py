@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,3 +172,29 @@ def test_kill_and_resume(tmp_path, kill_after):
         assert a.db.execute(count).fetchone() == b.db.execute(count).fetchone()
         assert b.db.execute(count).fetchone()[0] >= 1
     assert not [p for p in (tmp_path / "out").rglob("*") if ".part" in p.name or "scratch" in p.name]
+
+
+def test_batch_off_a_terminal_counts_each_tile_once_and_shows_every_stage(tmp_path):
+    """Issue 18 (progress): one tile that does not open and one that breaks while it is read: the counter goes up
+    once per tile and never past the total, every stage after the tiles has its lines, and the summary's tile
+    counts add up."""
+    _, _, bounds = mosaic_pair(tmp_path, tiles=3, tile_px=96, square=(110, 110, 40))  # inside the centre tile
+    (tmp_path / "rules").mkdir()
+    gpd.GeoDataFrame({"DLBM": ["0101"]}, geometry=[box(*bounds).buffer(20)], crs="EPSG:4547").to_file(
+        tmp_path / "rules" / "farmland.gpkg")
+    (tmp_path / "after" / "M_20261001_r0c0.tif").write_bytes(b"II*\x00garbage" * 10)
+    broken = tmp_path / "after" / "M_20261001_r2c2.tif"
+    broken.write_bytes(broken.read_bytes()[:3000])  # the header opens, the pixels are gone
+    r = runner.invoke(app, ["batch", str(manifest(tmp_path, rules="rules")), "--workers", "1"], env={"COLUMNS": "200"})
+    assert r.exit_code == 3, r.output
+    lines = r.output.splitlines()
+    counters = [(int(k), int(n), tile) for k, n, tile in
+                (m.groups() for m in map(re.compile(r"^\[(\d+)/(\d+)\] (\S+): ").match, lines) if m)]
+    assert [(k, n) for k, n, _ in counters] == [(k, 9) for k in range(1, 10)], lines
+    assert {t for _, _, t in counters} == {f"M_20261001_r{i}c{j}" for i in range(3) for j in range(3)}
+    stages = [m.group(1) for m in map(re.compile(r"^(\w+): (started \(|done, )").match, lines) if m]
+    assert stages == [s for s in ("tiles", "changes", "patches", "chips", "sheets", "import") for _ in (0, 1)], lines
+    assert "import: started (1 patch)" in lines
+    assert re.search(r"tiles\W+9 \(7 processed now, 0 already done, 2 failed\)", r.output), r.output
+    s = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert s["tiles"] == 9 and sorted(s["failed"]) == ["M_20261001_r0c0", "M_20261001_r2c2"]

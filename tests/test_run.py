@@ -1,6 +1,7 @@
 """satcheck run end to end through the CLI."""
 
 import json
+import re
 
 import geopandas as gpd
 import pytest
@@ -187,3 +188,44 @@ def test_later_imagery_without_earlier_imagery_is_reported(tmp_path):
     assert warnings == ["no earlier tile overlaps 1 later tile, not compared: T_20261001_far.tif; add the earlier "
                         "imagery of that area", "T_20261001.tif: 50% of it lies outside the earlier imagery and is not "
                         "compared"]
+
+
+def test_run_off_a_terminal_prints_a_line_as_each_stage_starts_and_ends(tmp_path):
+    """Issue 18 (progress): piped, in cron or a log, a run says what it is doing as it goes, every stage (not only
+    detection), one line as each starts and ends and none in between (the run is far shorter than 10 s); the
+    summary's counts are the files'."""
+    b, a, bounds = square_pair(tmp_path)
+    (tmp_path / "rules").mkdir()
+    gpd.GeoDataFrame({"DLBM": ["0101"]}, geometry=[box(*bounds).buffer(30)], crs="EPSG:4547").to_file(
+        tmp_path / "rules" / "farmland.gpkg")
+    r = runner.invoke(app, ["run", str(b), str(a), "--rules", str(tmp_path / "rules"), "--out", str(tmp_path / "out"),
+                            "--detector", "cva"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    stages = [m.group(1) for m in map(re.compile(r"^(\w+): (started \(|done, )").match, lines) if m]
+    assert stages == [s for s in ("detection", "changes", "patches", "chips", "sheets") for _ in (0, 1)], lines
+    assert "detection: started (0.07 Mpx)" in lines and "chips: started (1 patch)" in lines
+    assert lines.index("sheets: started (2 files)") < next(i for i, ln in enumerate(lines) if "satcheck run" in ln)
+    out = tmp_path / "out"
+    rows = len((out / "patches.csv").read_text(encoding="utf-8-sig").splitlines()) - 1
+    assert rows == 1 and "1 in the field files" in r.output
+    assert (out / "field_sheet.pdf").exists() and (out / "field_sheet.html").exists()
+
+
+def test_plain_progress_says_how_far_a_long_stage_has_got_every_ten_seconds():
+    """Between its start and end a stage gets a line at most every 10 s, not one per window."""
+    import io
+
+    from rich.console import Console
+
+    from satcheck.cli_progress import PlainProgress
+
+    now = [0.0]
+    console = Console(record=True, width=200, file=io.StringIO())
+    p = PlainProgress(console, clock=lambda: now[0])
+    for k in range(101):  # 100 windows of 1 Mpx, one every 0.5 s
+        p("detection", k * 1_000_000, 100_000_000)
+        now[0] += 0.5
+    lines = console.export_text().splitlines()
+    assert lines[0] == "detection: started (100.00 Mpx)" and lines[-1] == "detection: done, 100.00 Mpx in 50.0 s"
+    assert lines[1:-1] == [f"detection: {k}.00 Mpx of 100.00 Mpx ({k}%)" for k in (20, 40, 60, 80)]

@@ -19,6 +19,7 @@ from satcheck.export import write_all, write_gpkg
 from satcheck.geometry import box_in
 from satcheck.patch_ids import Issued, read_registry, write_registry
 from satcheck.patches import PatchContext, make_patches, outside_admin
+from satcheck.progress import Progress, report
 from satcheck.report.chips import write_patch_images
 from satcheck.report.sheets import write_html, write_pdf
 from satcheck.rules import check_fit, load_rules
@@ -73,13 +74,15 @@ def for_the_field(patches: gpd.GeoDataFrame, cfg: RunConfig) -> gpd.GeoDataFrame
 
 
 def enforcement_outputs(changes: gpd.GeoDataFrame, pairs: list[Pair], rules_dir: str | Path | None,
-                        out: Path, cfg: RunConfig, ledger: str | Path | None = None
-                        ) -> tuple[gpd.GeoDataFrame, dict[str, str], list[str]]:
+                        out: Path, cfg: RunConfig, ledger: str | Path | None = None,
+                        progress: Progress | None = None) -> tuple[gpd.GeoDataFrame, dict[str, str], list[str]]:
     """Write patches and everything made from them; returns (all patches, output paths, rule-layer problems).
 
-    ``ledger``: the review ledger the patches go to (a batch's), whose ids of the period are kept too.
+    ``ledger``: the review ledger the patches go to (a batch's), whose ids of the period are kept too;
+    ``progress``: told of the stages patches, chips and sheets (:mod:`satcheck.progress`).
     """
     crs = changes.crs
+    report(progress, "patches", 0, len(changes))
     problems = check_fit(rules_dir, imagery_footprint(pairs, crs), crs, pairs[0].after.crs, cfg.rules.allow_partial)
     rules = load_rules(rules_dir, crs, cfg.rules)
     rules.problems[:0] = problems
@@ -93,24 +96,30 @@ def enforcement_outputs(changes: gpd.GeoDataFrame, pairs: list[Pair], rules_dir:
     outputs["patches"] = str(write_gpkg(patches, out / "patches.gpkg"))
     field = for_the_field(patches, cfg)
     outputs.update({f"patches_{k}": v for k, v in write_all(field, out, FIELD_FORMATS, cfg.patches.lang).items()})
-    if len(field) and (cfg.report.html or cfg.report.pdf):
-        chips = _chips(field, pairs, out / "chips", ctx.pixel_m, cfg, rules)
+    report(progress, "patches", len(changes), len(changes))
+    sheets = int(cfg.report.html) + int(cfg.report.pdf)
+    if len(field) and sheets:
+        report(progress, "chips", 0, len(field))
+        chips = _chips(field, pairs, out / "chips", ctx.pixel_m, cfg, rules, progress)
+        report(progress, "sheets", 0, sheets)
         if cfg.report.html:
             outputs["sheet_html"] = str(write_html(field, chips, out / "field_sheet.html"))
+            report(progress, "sheets", 1, sheets)
         if cfg.report.pdf:
             try:
                 outputs["sheet_pdf"] = str(write_pdf(field, chips, out / "field_sheet.pdf", cfg.report.cjk_font))
             except OutputError as exc:  # the HTML sheet is there; say why the PDF is not
                 rules.problems.append(f"field_sheet.pdf not written: {exc}")
+            report(progress, "sheets", sheets, sheets)
     return patches, outputs, rules.problems
 
 
 def _chips(patches: gpd.GeoDataFrame, pairs: list[Pair], folder: Path, pixel_m: float, cfg: RunConfig,
-           rules) -> dict:
+           rules, progress: Progress | None = None) -> dict:
     befores = sorted({b for p in pairs for b in p.befores}, key=lambda t: str(t.path))
     # Outlines of farmland, basic farmland and permits on every chip; the locator shows ~2 km with the admin unit.
     return write_patch_images(patches, befores, [p.after for p in pairs], folder, pixel_m, cfg.report.chip_min_m,
-                              cfg.report.chip_px, rules=rules)
+                              cfg.report.chip_px, rules=rules, progress=progress)  # stage "chips", per patch
 
 
 def patch_summary(patches: gpd.GeoDataFrame, cfg: RunConfig | None = None) -> dict:

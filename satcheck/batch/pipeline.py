@@ -7,7 +7,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import geopandas as gpd
 
@@ -21,10 +20,9 @@ from satcheck.deliverable_crs import deliverable_crs
 from satcheck.detect import get_detector
 from satcheck.detect.polygons import Piece, merge_pieces
 from satcheck.errors import OutputError
+from satcheck.progress import Progress, report
 from satcheck.rules import check_fit
 from satcheck.tiles import find_tiles, open_tile
-
-Progress = Callable[[str, int, int], None]  # (pair name, pixels done, pixels total)
 
 
 @dataclass
@@ -102,7 +100,8 @@ def make_outdir(out: Path) -> None:
 def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig, rules: str | Path | None,
            detector_name: str, t0: float, masked: int, extra: dict | None = None,
            shifts: dict[str, list[dict]] | None = None, warnings: list[str | None] = (),
-           ledger: str | Path | None = None, crs=None, masks: dict[str, dict] | None = None) -> RunResult:
+           ledger: str | Path | None = None, crs=None, masks: dict[str, dict] | None = None,
+           progress: Progress | None = None) -> RunResult:
     """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary.
 
     ``shifts``: per pair name, the misregistration measured for each of its earlier tiles
@@ -110,10 +109,12 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     each pair's :attr:`TileResult.warning`; None and repeats are dropped); ``ledger``: the ledger the patches
     will be imported into, whose ids of the period they keep (:mod:`satcheck.patch_ids`); ``crs``: that of
     ``pieces``, default :func:`output_crs` of ``pairs``; ``masks``: per pair name, its shares masked as cloud or
-    shadow and without data (:meth:`TileResult.mask_report`).
+    shadow and without data (:meth:`TileResult.mask_report`); ``progress``: told of the stages from ``changes`` on
+    (:mod:`satcheck.progress`).
     """
     crs = crs or output_crs(pairs, config)
     pixels = sum(p.pixels for p in pairs)
+    report(progress, "changes", 0, len(pieces))
     changes = merge_pieces(pieces, crs, config.cleanup.min_area_m2, config.cleanup.min_mean_score)
     outputs: dict[str, str] = {}
     if config.output.probability_cog:
@@ -122,9 +123,10 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     with atomic_path(changes_path) as tmp:
         changes.to_file(tmp, layer="changes", driver="GPKG", engine="pyogrio")
     outputs["changes"] = str(changes_path)
+    report(progress, "changes", len(pieces), len(pieces))
     patches, problems = None, []
     if rules is not None:
-        patches, more, problems = enforcement_outputs(changes, pairs, rules, out, config, ledger)
+        patches, more, problems = enforcement_outputs(changes, pairs, rules, out, config, ledger, progress)
         outputs.update(more)
     config_path = out / "config.yaml"
     with atomic_path(config_path) as tmp:
@@ -146,7 +148,8 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
 
 def detect_changes(before: str | Path, after: str | Path, out: str | Path, config: RunConfig,
                    progress: Progress | None = None, rules: str | Path | None = None) -> RunResult:
-    """Detect change between two dates of tiles and write the results under ``out``."""
+    """Detect change between two dates of tiles and write the results under ``out``; ``progress`` is told of every
+    stage (:mod:`satcheck.progress`)."""
     t0 = time.perf_counter()
     out = Path(out)
     befores = [open_tile(p, config.bands.before) for p in find_tiles(before)]
@@ -162,10 +165,10 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     warnings: list[str | None] = pair_warnings(pairs, afters)
     masked = done = 0
     total = sum(p.pixels for p in pairs)
+    report(progress, "detection", 0, total)
     for pair in pairs:
-        def tick(n: int, base: int = done, name: str = pair.name) -> None:
-            if progress:
-                progress(name, base + n, total)
+        def tick(n: int, base: int = done) -> None:
+            report(progress, "detection", base + n, total)
 
         r = detect_pair(pair, detector, config, out / "probability" / f"{pair.name}.tif", tick)
         done += pair.pixels
@@ -174,6 +177,7 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
         warnings.extend((r.warning, r.mask_warning))
         masks[pair.name] = r.mask_report()
         pieces.extend(reproject_pieces(r.pieces, pair.after.crs, crs))
+    report(progress, "detection", total, total)  # also a pair whose windows lie outside the earlier imagery
     return finish(pieces, pairs, out, config, rules, detector.name, t0, masked,
-                  {"before": str(before), "after": str(after)}, shifts, warnings, masks=masks)
+                  {"before": str(before), "after": str(after)}, shifts, warnings, masks=masks, progress=progress)
 

@@ -34,10 +34,13 @@ from satcheck.batch.pipeline import RunResult, check_rules, finish, make_outdir,
 from satcheck.batch.tile import detect_pair, read_pieces, write_pieces
 from satcheck.config import RunConfig
 from satcheck.errors import SatcheckError
+from satcheck.progress import Progress, report
 from satcheck.provider_masks import provider_files
 from satcheck.tiles import TileInfo, open_tile
 
-Progress = Callable[[dict], None]
+# Told of each tile as it is done or fails: {"tile", "done", "failed", "todo", "pixels", "seconds", "error"};
+# done + failed counts the tiles settled so far, never more than todo.
+TileProgress = Callable[[dict], None]
 
 
 @dataclass(frozen=True)
@@ -199,8 +202,13 @@ def _open_all(paths: list[Path], order: list[int] | None, failed: dict[str, str]
 
 
 def run_batch(manifest_path: str | Path, workers: int | None = None, scheduler: str | None = None,
-              force: bool = False, progress: Progress | None = None, allow_partial_rules: bool = False) -> BatchResult:
-    """Run the batch of a manifest; ``allow_partial_rules``: rule layers that miss the imagery are warnings."""
+              force: bool = False, progress: Progress | None = None, allow_partial_rules: bool = False,
+              on_tile: TileProgress | None = None) -> BatchResult:
+    """Run the batch of a manifest; ``allow_partial_rules``: rule layers that miss the imagery are warnings.
+
+    ``progress`` is told of every stage (:mod:`satcheck.progress`: tiles, changes, patches, chips, sheets, import),
+    ``on_tile`` of each tile as it is done or fails (:data:`TileProgress`).
+    """
     t0 = time.perf_counter()
     m, cfg = load_manifest(manifest_path)
     if allow_partial_rules:
@@ -210,13 +218,13 @@ def run_batch(manifest_path: str | Path, workers: int | None = None, scheduler: 
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     log = JsonLog(out / "logs" / f"batch-{stamp}-{os.getpid()}.jsonl")
     try:
-        return _run(m, cfg, out, workers, scheduler, force, progress, log, t0)
+        return _run(m, cfg, out, workers, scheduler, force, progress, on_tile, log, t0)
     finally:
         log.close()
 
 
 def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler: str | None, force: bool,
-         progress: Progress | None, log: JsonLog, t0: float) -> BatchResult:
+         progress: Progress | None, on_tile: TileProgress | None, log: JsonLog, t0: float) -> BatchResult:
     failed: dict[str, str] = {}
     befores = _open_all(resolve_tiles(m.before), cfg.bands.before, failed, log)
     afters = _open_all(resolve_tiles(m.after), cfg.bands.after, failed, log)
@@ -250,29 +258,39 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
     log("batch_start", period=m.period, tiles=len(tasks), todo=len(todo), workers=n_workers, scheduler=scheduler)
     pixels_now = 0
     done_now = 0
-    # Progress counts every file that fails to open as well as the tiles to do, so done + failed never passes
-    # the total ("[4/3]"); those that failed to open come first.
-    total = len(todo) + len(failed)
-    if progress:
-        for k, (name, why) in enumerate(failed.items(), start=1):
-            progress({"tile": name, "done": 0, "todo": total, "failed": k, "pixels": 0,
-                      "seconds": time.perf_counter() - t0, "error": why})
+    # The counter counts every file that failed to open as well as the tiles to do, each once, so done + failed
+    # never passes the total ("[4/3]"); those that failed to open come first.
+    unopened = len(failed)
+    total = len(todo) + unopened
+    n_failed = 0
+    report(progress, "tiles", 0, total)
+
+    def settled(name: str, error: str | None) -> None:
+        if on_tile:
+            on_tile({"tile": name, "done": done_now, "todo": total, "failed": n_failed, "pixels": pixels_now,
+                     "seconds": time.perf_counter() - t0, "error": error})
+        report(progress, "tiles", done_now + n_failed, total)
+
+    for name, why in list(failed.items()):
+        n_failed += 1
+        settled(name, why)
     for info in _execute(todo, n_workers, scheduler):
         if "error" in info:
             failed[info["name"]] = info["error"]
+            n_failed += 1
             log("tile_failed", tile=info["name"], error=info["error"])
         else:
             done_now += 1
             pixels_now += info["pixels"]
             log("tile_done", tile=info["name"], pixels=info["pixels"], pieces=info["pieces"], seconds=info["seconds"])
-        if progress:
-            progress({"tile": info["name"], "done": done_now, "todo": total, "failed": len(failed),
-                      "pixels": pixels_now, "seconds": time.perf_counter() - t0, "error": info.get("error")})
+        settled(info["name"], info.get("error"))
+    report(progress, "tiles", total, total)
     ok_pairs = [p for p in pairs if p.name not in failed and is_done(_task_of(tasks, p.name))]
     if not ok_pairs:
         log("batch_end", state="failed", failed=failed)
-        return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, None, time.perf_counter() - t0,
-                           log=str(log.path), workers=_describe(n_workers, scheduler), pixels_now=pixels_now)
+        return BatchResult(m, len(tasks) + unopened, done_now, len(tasks) - len(todo), failed, None,
+                           time.perf_counter() - t0, log=str(log.path), workers=_describe(n_workers, scheduler),
+                           pixels_now=pixels_now)
     crs = output_crs(pairs, cfg)  # of every tile that opened, as in a complete batch, not only those done
     pieces, masked, shifts, warnings, masks = [], 0, {}, pair_warnings(ok_pairs, afters), {}
     for p in ok_pairs:
@@ -287,23 +305,28 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
         pieces.extend(read_pieces(d / "pieces.gpkg", crs))  # in the tile's CRS on disk, read into crs
     detector = json.loads((tile_dir(out, ok_pairs[0].name) / "done.json").read_text()).get("detector", "")
     run = finish(pieces, ok_pairs, out, cfg, m.rules, detector, t0, masked, {"period": m.period}, shifts, warnings,
-                 m.ledger, crs, masks)
+                 m.ledger, crs, masks, progress)
     ledger_info = None
     if m.ledger and run.patches is not None:
+        from satcheck.batch.enforce import for_the_field
         from satcheck.review.ledger import Ledger
 
+        n = len(for_the_field(run.patches, cfg))  # what the field files hold goes to review
+        report(progress, "import", 0, n)
         with Ledger(m.ledger, cfg.review) as lg:
             r = lg.import_patches(out / "patches.gpkg", reviewer="batch")
+        report(progress, "import", n, n)
         ledger_info = {"path": m.ledger, "added": r.added, "rereview": r.rereview, "linked": r.linked,
                        "skipped": r.skipped, "updated": r.updated}
         log("ledger_import", **ledger_info)
     state = {"state": "complete" if not failed else "partial", "fingerprint": batch_fp, "period": m.period,
-             "tiles": len(tasks), "failed": failed,
+             "tiles": len(tasks) + unopened, "failed": failed,
              "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     with atomic_path(state_path) as tmp:
         tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False))
     log("batch_end", state=state["state"], failed=failed, seconds=round(time.perf_counter() - t0, 2))
-    return BatchResult(m, len(tasks), done_now, len(tasks) - len(todo), failed, run, time.perf_counter() - t0,
+    # Tiles: those that failed to open too, so that processed + already done + failed add up to it.
+    return BatchResult(m, len(tasks) + unopened, done_now, len(tasks) - len(todo), failed, run, time.perf_counter() - t0,
                        ledger=ledger_info, log=str(log.path), workers=_describe(n_workers, scheduler),
                        pixels_now=pixels_now)
 
