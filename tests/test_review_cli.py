@@ -133,6 +133,30 @@ def test_bulk_reads_excel_csv_encodings(ledger, tmp_path, encoding):
         assert lg.history(P2)[-1].note == "稻田收割" and lg.state(P2) == "rejected"
 
 
+def test_bulk_reopen_undoes_like_review_reopen(ledger, tmp_path):
+    """A reopen row takes back the patch's latest decision, one made earlier in the same CSV too, as an undo event;
+    a reopen with nothing to undo stops the whole CSV."""
+    _ok(_run("review", "accept", ledger, P1, "--by", "li"))
+    _ok(_run("review", "defer", ledger, P3, "--by", "li"))
+    _ok(_run("review", "reject", ledger, P3, "--by", "li", "--reason", "seasonal"))
+    f = _csv(tmp_path / "d.csv", f"patch_id,decision,reason,note\r\n{P1},reopen,,按错了\r\n"
+                                 f"{P2},accept,,\r\n{P2},reopen,,\r\n{P3},reopen,,\r\n", "gbk")
+    _ok(_run("review", "bulk", ledger, f, "--by", "张三"))
+    with Ledger(ledger) as lg:
+        assert [lg.state(p) for p in (P1, P2, P3)] == ["pending", "pending", "deferred"]
+        h1, h2, h3 = (lg.history(p) for p in (P1, P2, P3))
+    assert [(e.from_state, e.to_state, e.reason) for e in h1[1:]] == [("pending", "accepted", None),
+                                                                       ("accepted", "pending", "undo")]
+    assert h1[-1].note == "按错了" and h1[-1].reviewer == "张三"
+    assert [(e.from_state, e.to_state, e.reason) for e in h2[1:]] == [("pending", "accepted", None),
+                                                                       ("accepted", "pending", "undo")]
+    assert (h3[-1].from_state, h3[-1].to_state, h3[-1].reason) == ("rejected", "deferred", "undo")
+    again = _csv(tmp_path / "e.csv", f"patch_id,decision\n{P3},accept\n{P2},reopen\n", "utf-8")
+    _error(_run("review", "bulk", ledger, again, "--by", "x"), "e.csv", "row 3", "nothing to undo", "nothing was applied")
+    with Ledger(ledger) as lg:
+        assert lg.state(P3) == "deferred" and len(lg.history(P2)) == 3
+
+
 def test_bulk_chinese_headers_from_excel(ledger, tmp_path):
     f = _csv(tmp_path / "d.csv", f"图斑编号,决定,原因,备注\r\n{P1},accept,,现场有新房\r\n", "gbk")
     _ok(_run("review", "bulk", ledger, f, "--by", "张三"))

@@ -25,6 +25,20 @@ def undoable(history: list[Event]) -> Event | None:
     return stack[-1] if stack else None
 
 
+def undo_target(patch_id: str, history: list[Event], where: str) -> Event:
+    """The decision an undo takes back now, from ``history`` (oldest first); the undo goes from its ``to_state``
+    back to its ``from_state``.  ``where``: the ledger's path, for the message when there is nothing to undo."""
+    current = history[-1].to_state
+    target = undoable(history)
+    if target is None:
+        raise TransitionError(f"{patch_id}: nothing to undo; it is {current} as imported "
+                              f"(see 'satcheck review show {where} {patch_id}')")
+    if target.to_state != current:  # cannot happen with events written by satcheck
+        raise TransitionError(f"{patch_id}: its history is inconsistent ({target.to_state} then {current}); "
+                              "decide it explicitly instead")
+    return target
+
+
 def reopen(lg: Ledger, patch_id: str, reviewer: str, note: str | None = None,
            expected: str | None = None) -> tuple[Event, Event]:
     """Undo the latest decision on ``patch_id``; returns (the new event, the event it undoes).
@@ -43,12 +57,6 @@ def reopen(lg: Ledger, patch_id: str, reviewer: str, note: str | None = None,
         if expected is not None and current != expected:
             raise ConflictError(f"{patch_id}: {last.reviewer} set it to {current} at {last.at} after you "
                                 f"opened it as {expected}; reload and decide again")
-        target = undoable(history)
-        if target is None:
-            raise TransitionError(f"{patch_id}: nothing to undo; it is {current} as imported "
-                                  f"(see 'satcheck review show {lg.path} {patch_id}')")
-        if target.to_state != current:  # cannot happen with events written by satcheck
-            raise TransitionError(f"{patch_id}: its history is inconsistent ({target.to_state} then {current}); "
-                                  "decide it explicitly instead")
+        target = undo_target(patch_id, history, str(lg.path))
         # The reason 'undo' says what happened, in any language.
         return append_event(db, patch_id, current, target.from_state, UNDO, note or None, reviewer), target
