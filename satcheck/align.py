@@ -258,7 +258,7 @@ class PairReader(contextlib.AbstractContextManager):
                 befores.append(stack.enter_context(WarpedVRT(
                     src, crs=a.crs, transform=moved, width=a.width, height=a.height,
                     resampling=_RESAMPLING[self.config.align.resampling],
-                    src_nodata=b.nodata if b.nodata is not None else src.nodata,
+                    src_nodata=_source_nodata(b),
                     nodata=0 if b.nodata is None else b.nodata)))
         except rasterio.errors.RasterioIOError as exc:
             raise TileReadError(f"{a.path}: cannot be read ({exc}); check the file") from None
@@ -310,6 +310,11 @@ class PairReader(contextlib.AbstractContextManager):
         f = max(1.0, max(win.width, win.height) / side)
         shape = (max(1, int(round(win.height / f))), max(1, int(round(win.width / f))))
         before, after, b_ok, a_ok = self._read_dn(win, shape)
+        empty = [t.path for t, has in ((self.pair.befores[0], b_ok), (self.pair.after, a_ok)) if has.sum() < 16]
+        if empty:
+            raise NoOverlapError(
+                f"{empty[0]}: has no data where the dates overlap (nodata, or NaN, everywhere), so nothing can be "
+                "compared; check the file (a failed export?), or drop the pair")
         before, after = before.astype(np.float32), after.astype(np.float32)
         self._scale_b = dn_scale(self._before_dtype, before[:, b_ok])
         self._scale_a = dn_scale(self.pair.after.dtype, after[:, a_ok])
@@ -387,17 +392,37 @@ class PairReader(contextlib.AbstractContextManager):
         self.close()
 
 
+def _source_nodata(tile: TileInfo) -> float | None:
+    """The value an earlier tile's pixels without data hold, for warping: its nodata tag, else NaN for float tiles
+    (so the warp does not blend NaN into its neighbours), else none."""
+    if tile.nodata is not None:
+        return tile.nodata
+    return float("nan") if np.dtype(tile.dtype).kind == "f" else None
+
+
 def _read_source(src, window: Window, out_shape: tuple[int, int] | None,
                  indexes: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Values of the image bands ``indexes`` and the data mask of one source over ``window``, at full resolution
     or decimated to ``out_shape``."""
     if out_shape is None:
-        return src.read(indexes=indexes, window=window), src.read_masks(1, window=window) > 0
+        return _finite(src.read(indexes=indexes, window=window), src.read_masks(1, window=window) > 0)
     if isinstance(src, WarpedVRT):
         # Warping happens at the output resolution: GDAL's decimated read is the cheap path here.
         kw = {"window": window, "out_shape": out_shape, "resampling": Resampling.nearest}
-        return src.read(indexes=indexes, **kw), src.read_masks(1, **kw) > 0
-    return _decimated_by_strips(src, window, out_shape, indexes)
+        return _finite(src.read(indexes=indexes, **kw), src.read_masks(1, **kw) > 0)
+    return _finite(*_decimated_by_strips(src, window, out_shape, indexes))
+
+
+def _finite(data: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NaN (or infinity) in a float tile is nodata, whether or not the file says so: out of the data mask, and 0
+    like every other pixel without data, so that no NaN reaches statistics, masks or detectors."""
+    if data.dtype.kind != "f":
+        return data, ok
+    bad = ~np.isfinite(data).all(axis=0)
+    if bad.any():
+        data[:, bad] = 0
+        ok = ok & ~bad
+    return data, ok
 
 
 def _decimated_by_strips(src, window: Window, out_shape: tuple[int, int], indexes: list[int], strip: int = 512):

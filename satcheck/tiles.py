@@ -276,7 +276,10 @@ def inspect_tile(path: str | os.PathLike, sample_px: int = 1024) -> dict[str, ob
     scale = max(1.0, max(info.width, info.height) / sample_px)
     shape = (max(1, round(info.height / scale)), max(1, round(info.width / scale)))
     with rasterio.open(info.path) as src:
-        mask = src.read_masks(1, out_shape=shape, resampling=Resampling.nearest)
+        mask = src.read_masks(1, out_shape=shape, resampling=Resampling.nearest) > 0
+        if np.dtype(info.dtype).kind == "f":  # NaN is nodata, tagged or not
+            data = src.read(info.band_indexes, out_shape=(info.count, *shape), resampling=Resampling.nearest)
+            mask &= np.isfinite(data).all(axis=0)
         epsg = src.crs.to_epsg()
     b = info.bounds
     return {
@@ -292,7 +295,7 @@ def inspect_tile(path: str | os.PathLike, sample_px: int = 1024) -> dict[str, ob
         "band_order_from": info.band_order_from,
         "dtype": info.dtype,
         "nodata": info.nodata,
-        "nodata_share": round(float(np.mean(mask == 0)), 4),
+        "nodata_share": round(float(np.mean(~mask)), 4),
         "date": info.date.isoformat() if info.date else None,
         "warnings": [w for w in (band_order_warning(info),) if w],
     }

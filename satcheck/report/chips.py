@@ -50,7 +50,7 @@ def read_rgb(tiles: list[TileInfo], crs, transform, width: int, height: int) -> 
                                                 resampling=Resampling.bilinear))
             bands = t.band_indexes[:3] if t.count >= 3 else t.band_indexes[:1] * 3
             data = vrt.read(bands).astype(np.float32)
-            m = (vrt.read_masks(1) > 0) & ~ok
+            m = (vrt.read_masks(1) > 0) & ~ok & np.isfinite(data).all(axis=0)  # NaN of a float tile: nodata
             if not m.any():
                 continue
             rgb[:, m] = data[:, m] / dn_scale(t.dtype, data[:, m])
