@@ -85,6 +85,96 @@ def _read(path: Path, crs) -> gpd.GeoDataFrame:
     return gdf
 
 
+POLYGONAL = ("Polygon", "MultiPolygon")
+
+
+def _wrong_geometry(path: Path, name: str, kind: str, example: str = "") -> RuleLayerError:
+    return RuleLayerError(f"{path}: the {name} layer holds {kind} geometries{example}, but rule layers are areas: "
+                          f"export the {name} outlines as Polygon or MultiPolygon")
+
+
+def _check_geometry(gdf: gpd.GeoDataFrame, path: Path, name: str) -> None:
+    """Refuse a layer of points or lines: each rule is an overlap of areas, and points and lines cover none."""
+    geoms = gdf.geometry[~gdf.geometry.isna() & ~gdf.geometry.is_empty]
+    bad = ~geoms.geom_type.isin(POLYGONAL)
+    if bad.any():
+        kinds = ", ".join(sorted(set(geoms.geom_type[bad])))
+        raise _wrong_geometry(path, name, kinds, f" (feature id {geoms.index[bad][0]}"
+                                                 f"{f' and {int(bad.sum()) - 1} more' if bad.sum() > 1 else ''})")
+
+
+def _layer_names(folder: Path) -> str:
+    """What a rules folder holds, for an error that found none of the layers."""
+    have = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
+    return (f"it holds {', '.join(have[:8])}{' ...' if len(have) > 8 else ''}" if have
+            else "it holds no .gpkg, .shp or .geojson file")
+
+
+def _no_layers(folder: Path) -> RuleLayerError:
+    return RuleLayerError(f"{folder}: no rule layer found ({_layer_names(folder)}); name the layers "
+                          f"{', '.join(LAYERS)} (.gpkg, .shp or .geojson), or leave out --rules")
+
+
+def _admin_codes(codes: pd.Series, path: Path, column: str) -> pd.Series:
+    """Admin codes as text: 6 (county), 9 (township) or 12 (village) digits, leading zeros kept.
+
+    A numeric column (a survey exported with XZQDM as a number) is read as the integers it holds; a value that is
+    not such a code, or none, would make patch ids such as ``12-202610-0001``: an error naming the feature.
+    """
+    def one(v) -> str | None:
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return None
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            v = int(v)
+        t = str(v).strip()
+        return t if t.isdigit() and len(t) in (6, 9, 12) and t.isascii() else None
+
+    out = codes.map(one)
+    bad = out.isna()
+    if bad.any():
+        i = codes.index[bad][0]
+        value = codes[i]
+        shown = "empty" if value is None or (isinstance(value, float) and pd.isna(value)) else f"'{value}'"
+        numeric = " (the column is numeric: were leading zeros lost? store the codes as text)" \
+            if pd.api.types.is_numeric_dtype(codes.dtype) else ""
+        raise RuleLayerError(f"{path}: '{column}' of feature id {i} is {shown}, not a 6-, 9- or 12-digit admin code"
+                             f"{numeric}; fix the layer, or set rules.admin.code to the column with the codes")
+    return out
+
+
+def _class_codes(codes: pd.Series) -> pd.Series:
+    """DLBM land-class codes as text; a numeric column (0101 stored as 101) is zero-padded to 4 digits."""
+    def one(v) -> str | None:
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return None
+        if isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer()):
+            return f"{int(v):04d}"
+        t = str(v).strip()
+        return t or None
+    return codes.map(one)
+
+
+def _farmland(gdf: gpd.GeoDataFrame, path: Path, cfg: RulesConfig, problems: list[str]) -> gpd.GeoDataFrame:
+    """The features of a farmland layer whose land class counts as farmland; no class code at all is an error."""
+    column = cfg.farmland.class_code
+    gdf["class_code"] = _class_codes(gdf["class_code"])
+    empty = gdf["class_code"].isna()
+    if len(gdf) and empty.all():
+        raise RuleLayerError(f"{path}: '{column}' is empty in every feature, so no land counts as farmland; fill in "
+                             "the land-class codes (0101, 0102, 0103), or set rules.farmland.class_code to the column "
+                             "that holds them")
+    if empty.any():
+        problems.append(f"{path.name}: {int(empty.sum())} of {len(gdf)} features have no '{column}'; they do not "
+                        "count as farmland")
+    kept = gdf[gdf["class_code"].isin(cfg.farmland_codes)]
+    if len(gdf) and not len(kept):
+        found = ", ".join(sorted(set(gdf["class_code"].dropna()))[:8])
+        problems.append(f"{path.name}: no feature has a farmland code ({', '.join(cfg.farmland_codes)}) in "
+                        f"'{column}' (it has {found}); no patch is farmland construction: set rules.farmland_codes "
+                        "if the layer codes farmland otherwise")
+    return kept
+
+
 def _repair(gdf: gpd.GeoDataFrame, path: Path, problems: list[str]) -> gpd.GeoDataFrame:
     gdf = gdf[~gdf.geometry.isna() & ~gdf.geometry.is_empty].copy()
     bad = ~gdf.geometry.is_valid
@@ -141,15 +231,16 @@ def load_rules(folder: str | Path | None, crs, cfg: RulesConfig) -> RuleLayers:
         path = find_layer(folder, name)
         if path is None:
             continue
-        gdf = _repair(_read(path, crs), path, rules.problems)
+        gdf = _read(path, crs)
+        _check_geometry(gdf, path, name)
+        gdf = _repair(gdf, path, rules.problems)
         rules.sources[name] = str(path)
         if name == "farmland":
-            gdf = _columns(gdf, path, cfg.farmland.model_dump(), "farmland", ("class_code",))
-            gdf["class_code"] = gdf["class_code"].astype(str)
-            gdf = gdf[gdf["class_code"].isin(cfg.farmland_codes)]
+            gdf = _farmland(_columns(gdf, path, cfg.farmland.model_dump(), "farmland", ("class_code",)), path, cfg,
+                            rules.problems)
         elif name == "admin":
             gdf = _columns(gdf, path, cfg.admin.model_dump(), "admin", ("code",))
-            gdf["code"] = gdf["code"].astype(str)
+            gdf["code"] = _admin_codes(gdf["code"], path, cfg.admin.code)
         elif name == "mining_permits":
             gdf = _columns(gdf, path, cfg.mining_permits.model_dump(), "mining_permits",
                            ("permit_no", "valid_from", "valid_to"))
@@ -158,6 +249,8 @@ def load_rules(folder: str | Path | None, crs, cfg: RulesConfig) -> RuleLayers:
         elif name == "approved_land":
             gdf = _columns(gdf, path, cfg.approved_land.model_dump(), "approved_land", ("approval_no",))
         setattr(rules, name, gdf.reset_index(drop=True))
+    if not rules.sources:
+        raise _no_layers(folder)
     return rules
 
 
@@ -176,11 +269,13 @@ def check_fit(folder: str | Path | None, footprint, crs, imagery_crs, allow_part
     warnings = []
     img = CRS.from_user_input(imagery_crs)
     near = footprint.buffer(NEAR_M)
+    if not any(find_layer(Path(folder), name) for name in LAYERS):
+        raise _no_layers(Path(folder))
     for name in LAYERS:
         path = find_layer(Path(folder), name)
         if path is None:
             continue
-        layer_crs, bounds = _extent(path)
+        layer_crs, bounds = _extent(path, name)
         if bounds is None:
             continue  # an empty layer covers nothing, and says so by having no features
         if (near if name in SPARSE else footprint).intersects(box_in(bounds, layer_crs, crs)):
@@ -195,7 +290,9 @@ def check_fit(folder: str | Path | None, footprint, crs, imagery_crs, allow_part
     return warnings
 
 
-def _extent(path: Path) -> tuple[CRS, tuple | None]:
+def _extent(path: Path, name: str = "rule") -> tuple[CRS, tuple | None]:
+    """A layer's CRS and extent from its header; a layer the header says is points or lines is refused here,
+    before any tile is read (a layer of mixed or unknown type is checked feature by feature in :func:`load_rules`)."""
     import pyogrio
 
     try:
@@ -203,6 +300,9 @@ def _extent(path: Path) -> tuple[CRS, tuple | None]:
     except Exception as exc:  # pyogrio raises DataSourceError and friends
         raise RuleLayerError(f"{path}: cannot be read as a vector layer ({type(exc).__name__}); "
                              "export it as GeoPackage, Shapefile or GeoJSON") from None
+    kind = (info.get("geometry_type") or "Unknown").split(" ")[0]  # "Point Z" -> "Point"
+    if info.get("features") and kind in ("Point", "MultiPoint", "LineString", "MultiLineString"):
+        raise _wrong_geometry(path, name, kind)
     bounds = info.get("total_bounds")
     if not info.get("features") or bounds is None or not np.all(np.isfinite(bounds)):
         return None, None

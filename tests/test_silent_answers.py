@@ -91,6 +91,103 @@ def test_inspect_counts_nan_as_nodata(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- rule layers
+@pytest.fixture()
+def site(tmp_path) -> Path:
+    jurisdiction(tmp_path)
+    return tmp_path
+
+
+def _run_site(site: Path, *extra):
+    return _run("run", site / "before", site / "after", "--rules", site / "rules", "--out", site / "out",
+                "--detector", "cva", *extra)
+
+
+def test_farmland_of_points_is_an_error_before_any_tile_is_read(site):
+    x0, y0 = ORIGIN
+    (site / "rules" / "farmland.gpkg").unlink()
+    gpd.GeoDataFrame({"DLBM": ["0101", "0101"]}, geometry=[Point(x0 + 20, y0 - 20), Point(x0 + 120, y0 - 20)],
+                     crs=CRS).to_file(site / "rules" / "farmland.gpkg")
+    _one_line_error(_run_site(site), "farmland.gpkg", "farmland layer", "Point", "Polygon or MultiPolygon")
+    assert not (site / "out" / "changes.gpkg").exists()
+
+
+def test_permits_as_lines_are_an_error(site):
+    x0, y0 = ORIGIN
+    (site / "rules" / "mining_permits.gpkg").unlink()
+    gpd.GeoDataFrame({"permit_no": ["P1"], "holder": ["甲"], "valid_from": ["2020-01-01"], "valid_to": ["2030-12-31"]},
+                     geometry=[LineString([(x0 + 110, y0 - 125), (x0 + 130, y0 - 145)])],
+                     crs=CRS).to_file(site / "rules" / "mining_permits.shp")
+    _one_line_error(_run_site(site), "mining_permits.shp", "LineString", "Polygon or MultiPolygon")
+
+
+def test_a_point_among_polygons_is_an_error_naming_the_feature(site):
+    """A GeoPackage of mixed geometry says 'Unknown' in its header: each feature is checked when the layer is read."""
+    x0, y0 = ORIGIN
+    gpd.GeoDataFrame({"DLBM": ["0101", "0101"]}, geometry=[box(x0, y0 - 288, x0 + 288, y0), Point(x0 + 5, y0 - 5)],
+                     crs=CRS).to_file(site / "rules" / "farmland.gpkg")
+    _one_line_error(_run_site(site), "farmland.gpkg", "Point", "feature id 1", "Polygon or MultiPolygon")
+    assert not (site / "out" / "patches.gpkg").exists()
+
+
+def test_all_null_class_codes_are_an_error(site):
+    x0, y0 = ORIGIN
+    gpd.GeoDataFrame({"DLBM": [None], "DLMC": ["水田"]}, geometry=[box(x0, y0 - 288, x0 + 288, y0)],
+                     crs=CRS).to_file(site / "rules" / "farmland.gpkg")
+    _one_line_error(_run_site(site), "farmland.gpkg", "'DLBM' is empty in every feature", "rules.farmland.class_code")
+    assert not (site / "out" / "patches.gpkg").exists()
+
+
+def test_numeric_class_codes_still_count_as_farmland(site):
+    """DLBM stored as a number (0101 read as 101) is the land class 0101: the five houses stay farmland construction."""
+    x0, y0 = ORIGIN
+    gpd.GeoDataFrame({"DLBM": [101], "DLMC": ["水田"]}, geometry=[box(x0, y0 - 288, x0 + 288, y0)],
+                     crs=CRS).to_file(site / "rules" / "farmland.gpkg")
+    r = _run_site(site, "--json")
+    assert r.exit_code == 0, (r.output, r.exception)
+    p = gpd.read_file(site / "out" / "patches.gpkg")
+    assert (p["class"] == "farmland_construction").sum() == 5
+    assert set(p.loc[p["class"] == "farmland_construction", "farmland_class"]) == {"0101"}
+
+
+def test_empty_rules_folder_is_an_error(site):
+    empty = site / "no_layers"
+    empty.mkdir()
+    (empty / "Farmland_2026.gpkg").write_bytes((site / "rules" / "farmland.gpkg").read_bytes())
+    r = _run("run", site / "before", site / "after", "--rules", empty, "--out", site / "out", "--detector", "cva")
+    _one_line_error(r, str(empty), "no rule layer found", "Farmland_2026.gpkg", "farmland, basic_farmland")
+    assert not (site / "out" / "changes.gpkg").exists()
+
+
+def _admin(site: Path, codes) -> None:
+    x0, y0 = ORIGIN
+    gpd.GeoDataFrame({"XZQDM": codes, "XZQMC": ["吉安县", "吉水县"]},
+                     geometry=[box(x0 - 1000, y0 - 1000, x0 + 144, y0 + 1000),
+                               box(x0 + 144, y0 - 1000, x0 + 2000, y0 + 1000)],
+                     crs=CRS).to_file(site / "rules" / "admin.gpkg")
+
+
+def test_numeric_admin_codes_are_read_as_text(site):
+    """XZQDM stored as numbers (a float column, as a survey export with a NULL gives) makes ids 360821-..., not
+    360821.0-...; a code stored as text keeps its leading zero."""
+    _admin(site, [360821.0, 360822.0])
+    r = _run_site(site, "--json")
+    assert r.exit_code == 0, (r.output, r.exception)
+    p = gpd.read_file(site / "out" / "patches.gpkg")
+    assert set(p["admin_code"]) == {"360821", "360822"}
+    assert all(pid.split("-")[0] in ("360821", "360822") for pid in p["patch_id"])
+
+    _admin(site, ["036082", "036083"])
+    r = _run("run", site / "before", site / "after", "--rules", site / "rules", "--out", site / "out2", "--detector",
+             "cva", "--json")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert set(gpd.read_file(site / "out2" / "patches.gpkg")["admin_code"]) == {"036082", "036083"}
+
+
+def test_admin_code_that_is_no_code_is_an_error(site):
+    _admin(site, [12, 360822])
+    _one_line_error(_run_site(site), "admin.gpkg", "'XZQDM' of feature id 0 is '12'", "6-, 9- or 12-digit",
+                    "leading zeros")
+    assert not (site / "out" / "patches.gpkg").exists()
 
 
 # ------------------------------------------------------------------------------------------- configuration
