@@ -210,7 +210,7 @@ class ReportConfig(_Strict):
 
 
 class RejectReason(_Strict):
-    key: str
+    key: str = Field(..., min_length=1)
     label: str
     label_zh: str = ""
 
@@ -230,6 +230,19 @@ class ReviewConfig(_Strict):
     classes: list[str] = Field(
         ["farmland_construction", "illegal_mining", "expired_permit_mining", "out_of_bounds_mining"],
         description="Patch classes imported for review; approved and other_change stay out by default.")
+
+    @field_validator("reasons")
+    @classmethod
+    def _some_reasons(cls, v: list[RejectReason]) -> list[RejectReason]:
+        # A rejection must give one of these reasons: with none, no patch could ever be rejected.
+        if not v:
+            raise ValueError("lists no rejection reason, so no patch could be rejected; list at least one "
+                             "(key, label), or leave review.reasons out for the defaults")
+        keys = [r.key for r in v]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ValueError(f"reason key '{twice[0]}' is listed twice; give each reason its own key")
+        return v
 
 
 class RunConfig(_Strict):
@@ -269,7 +282,7 @@ def _validate(model: type[BaseModel], data: object, source: str):
         if first["type"] == "extra_forbidden":
             msg = f"unknown key '{where}'"
         else:
-            msg = f"'{where}': {first['msg']}"
+            msg = f"'{where}': {first['msg'].removeprefix('Value error, ')}"
         raise ConfigError(f"{source}: {msg}; see configs/default.yaml for the valid keys") from None
 
 

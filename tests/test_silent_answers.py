@@ -191,6 +191,15 @@ def test_admin_code_that_is_no_code_is_an_error(site):
 
 
 # ------------------------------------------------------------------------------------------- configuration
+def test_no_rejection_reasons_is_a_config_error(tmp_path):
+    b, a, _ = square_pair(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("review:\n  reasons: []\n")
+    _one_line_error(_run("run", b, a, "--out", tmp_path / "out", "--config", cfg), "c.yaml", "'review.reasons'",
+                    "no patch could be rejected")
+    cfg.write_text("review:\n  reasons:\n    - {key: other, label: other}\n    - {key: other, label: again}\n")
+    _one_line_error(_run("run", b, a, "--out", tmp_path / "out", "--config", cfg), "'other' is listed twice")
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------------------- outputs
