@@ -223,19 +223,26 @@ def bench(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also time the classical baseline."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    stages: bool = typer.Option(False, "--stages", help="Instead: the read floor, seconds per stage and end to "
+                                                        "end of one run with rule layers, medians of 3 timings."),
 ) -> None:
     """Measure model, end-to-end and baseline throughput (Mpx/s) and peak memory on a generated pair."""
     from satcheck.batch.bench import run_bench
+    from satcheck.batch.bench_stages import run_stage_bench
 
     if size < 256:
         raise typer.BadParameter("must be at least 256", param_hint="--size")
     try:
-        r = run_bench(size, device, baseline=baseline)
+        r = run_stage_bench(size, device) if stages else run_bench(size, device, baseline=baseline)
     except SatcheckError as exc:
         raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps(r))
         return
+    if stages:
+        from satcheck.cli_bench import print_stage_profile
+
+        return print_stage_profile(r)
     t = Table(title=f"satcheck bench: {size}×{size} pair ({r['engine']} on {r['device']})", show_header=False,
               title_justify="left")
     t.add_column(style="bold")
