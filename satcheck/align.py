@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import queue
 import warnings
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ class PairWindow:
 
 def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[Pair]:
     """Pair each later tile with the earlier tiles whose footprints overlap it."""
+    _check_distinct(befores, afters)
     pairs = []
     for a in afters:
         covered: list[TileInfo] = []
@@ -138,6 +140,21 @@ def footprint(b: TileInfo, a: TileInfo) -> Window | None:
     w = w.round_offsets(op="floor").round_lengths(op="ceil") if hasattr(w, "round_offsets") else w
     return intersect(Window(int(w.col_off), int(w.row_off), int(w.width) + 1, int(w.height) + 1),
                      Window(0, 0, a.width, a.height))
+
+
+def _check_distinct(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> None:
+    """Refuse a tile given as both dates: compared with itself it shows no change anywhere."""
+    def key(t: TileInfo):
+        st = os.stat(t.path)
+        return st.st_dev, st.st_ino  # the same file by another path (a link, a mount) too
+
+    earlier = {key(b): b for b in befores}
+    both = [a for a in afters if key(a) in earlier]
+    if not both:
+        return
+    where = both[0].path.parent if len(both) == len(afters) == len(befores) else both[0].path
+    raise DateOrderError(f"{where}: given as both the earlier and the later date, so it would be compared with itself "
+                         "and show no change; pass the earlier imagery as BEFORE and the later as AFTER")
 
 
 def _check_date_order(befores: Sequence[TileInfo], after: TileInfo) -> None:

@@ -202,6 +202,17 @@ def test_no_rejection_reasons_is_a_config_error(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_same_folder_as_both_dates_is_an_error(tmp_path):
+    _, a, _ = square_pair(tmp_path)
+    _one_line_error(_run("run", a.parent, a.parent, "--out", tmp_path / "out", "--detector", "cva"),
+                    str(a.parent), "both the earlier and the later date", "BEFORE")
+    link = tmp_path / "also_after"
+    os.symlink(a.parent, link)
+    _one_line_error(_run("run", link, a.parent, "--out", tmp_path / "out", "--detector", "cva"),
+                    "both the earlier and the later date")
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------------------------------- outputs
 
 
