@@ -132,7 +132,8 @@ def date_from_name(name: str) -> dt.date | None:
     return None
 
 
-def _date_from_tags(tags: dict[str, str]) -> dt.date | None:
+def date_from_tags(tags: dict[str, str]) -> dt.date | None:
+    """The acquisition date in a tile's TIFF tags (TIFFTAG_DATETIME, ACQUISITION_DATE), if any."""
     value = tags.get("TIFFTAG_DATETIME") or tags.get("ACQUISITION_DATE")
     if not value:
         return None
@@ -168,7 +169,7 @@ def open_tile(path: str | os.PathLike, order: Sequence[int] | None = None) -> Ti
                 count=len(image),
                 dtype=src.dtypes[0],
                 nodata=src.nodata,
-                date=date_from_name(p.name) or _date_from_tags(src.tags()),
+                date=date_from_name(p.name) or date_from_tags(src.tags()),
                 band_names=tuple(src.descriptions[i - 1] or f"band{i}" for i in image),
                 indexes=tuple(image),
                 band_order_from=known,

@@ -213,6 +213,25 @@ def test_same_folder_as_both_dates_is_an_error(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_manifest_period_that_is_not_the_imagery_month_is_an_error(tmp_path):
+    """The later tiles are of 2026-10 (S_20261001_*): a manifest for 2026-09 would put their patches in another
+    period than it says."""
+    jurisdiction(tmp_path)
+    m = manifest(tmp_path, period="2026-09")
+    _one_line_error(_run("batch", m), "batch.yaml", "period 2026-09", "2026-10", "S_20261001_r", "'period:'")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ledger.sqlite").exists()
+
+
+def test_manifest_period_is_checked_against_tag_dates(tmp_path):
+    """Tiles without a date in their names are dated by their TIFF tags, as a run reads them."""
+    jurisdiction(tmp_path)
+    for t in sorted((tmp_path / "after").iterdir()):
+        with rasterio.open(t, "r+") as dst:
+            dst.update_tags(TIFFTAG_DATETIME="2026:11:02 10:30:00")
+        t.rename(t.with_name(t.name.replace("S_20261001_", "S_")))
+    _one_line_error(_run("batch", manifest(tmp_path)), "period 2026-10", "2026-11", "2026-11-02")
+
+
 # ------------------------------------------------------------------------------------------- outputs
 
 

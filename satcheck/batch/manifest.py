@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import json
 import re
 from pathlib import Path
 
+import rasterio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from satcheck.config import RunConfig, _validate, load_config, load_yaml
-from satcheck.errors import ConfigError, TileReadError
-from satcheck.tiles import TILE_SUFFIXES, find_tiles
+from satcheck.errors import ConfigError, SatcheckError, TileReadError
+from satcheck.tiles import TILE_SUFFIXES, date_from_name, date_from_tags, find_tiles
 
 
 class TileSet(BaseModel):
@@ -68,7 +70,42 @@ def load_manifest(path: str | Path) -> tuple[Manifest, RunConfig]:
     if m.rules and not Path(m.rules).is_dir():
         raise ConfigError(f"{path}: rules folder '{m.rules}' not found; fix 'rules:' in the manifest")
     cfg = load_config(m.config).with_overrides(**{"detect.detector": m.detector, "detect.device": m.device})
+    check_period(m, path)
     return m, cfg
+
+
+def check_period(m: Manifest, path: Path) -> None:
+    """Refuse a manifest whose period is not the month of its later imagery, before any tile is read.
+
+    Patches take their period (and the YYYYMM of their ids, and their place in the ledger) from the later tiles'
+    dates (file name, else TIFF tags), as a run does; a manifest that says another month is either stale or points
+    at the wrong imagery, and either way the batch would not be the period it says. Tiles without a date say
+    nothing; tiles that cannot be found or opened are left to the batch, which reports each.
+    """
+    try:
+        tiles = resolve_tiles(m.after)
+    except SatcheckError:
+        return
+    dated = [(d, t) for t in tiles if (d := _tile_date(t)) is not None]
+    if not dated:
+        return
+    date, tile = max(dated)
+    if f"{date:%Y-%m}" != m.period:
+        raise ConfigError(f"{path}: period {m.period}, but the later imagery is of {date:%Y-%m} ({tile.name}, dated "
+                          f"{date}), and patches take the period of the later imagery; fix 'period:' or 'after:' in "
+                          "the manifest")
+
+
+def _tile_date(p: Path) -> dt.date | None:
+    """A tile's date as :func:`satcheck.tiles.open_tile` reads it: from its name, else its TIFF tags."""
+    date = date_from_name(p.name)
+    if date is not None:
+        return date
+    try:
+        with rasterio.open(p) as src:
+            return date_from_tags(src.tags())
+    except rasterio.errors.RasterioError:
+        return None
 
 
 def resolve_tiles(ts: TileSet) -> list[Path]:
