@@ -190,6 +190,9 @@ def write_kml(patches: gpd.GeoDataFrame, path: Path, lang: str = "en") -> Path:
 def write_all(patches: gpd.GeoDataFrame, out: str | Path, formats: tuple[str, ...] = FORMATS, lang: str = "en",
               stem: str = "patches") -> dict[str, str]:
     out = Path(out)
+    if not stem or stem in (".", "..") or any(c in stem for c in "/\\\0") or stem != stem.strip():
+        raise OutputError(f"{stem!r}: not a file name (--name is the name of the files written in {out}, without a "
+                          "folder or extension); pass a plain name such as 'patches_2026_10'")
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for fmt in formats:

@@ -29,3 +29,24 @@ def patch_file(path: Path, period: str, rows: list[tuple[str, str, tuple[float, 
         recs.append(rec)
     gdf = gpd.GeoDataFrame(recs, geometry="geometry", crs="EPSG:4547")
     return write_gpkg(gdf, path)
+
+
+BASE = "http://127.0.0.1:8765"  # the address the review app is told it serves in tests (create_app's host)
+
+
+def page_client(app, base_url: str = BASE, token: str | None = None):
+    """A TestClient that sends what the review page sends: this server's Host and Origin, and the per-start
+    secret the page carries (read from the page, as its script does; with ``token``, the page is opened
+    with ``?token=`` once and the cookie it sets is kept)."""
+    import json
+    import re
+
+    from starlette.testclient import TestClient
+
+    client = TestClient(app, base_url=base_url)
+    r = client.get("/" + (f"?token={token}" if token else ""))
+    assert r.status_code == 200, r.text
+    cfg = json.loads(re.search(r'<script type="application/json" id="satcheck-config">(.*?)</script>', r.text,
+                               re.S).group(1))
+    client.headers.update({"Origin": base_url, "X-Satcheck-Csrf": cfg["csrf"]})
+    return client

@@ -5,7 +5,6 @@ import numpy as np
 from PIL import Image
 from rasterio.transform import from_origin
 from shapely.geometry import box
-from starlette.testclient import TestClient
 
 from satcheck.report.chips import MARGIN_M, chip_grid, write_chips, write_locator
 from satcheck.report.context import LAYER_STYLE
@@ -13,7 +12,7 @@ from satcheck.review.ledger import Ledger
 from satcheck.review.server import create_app
 from satcheck.tiles import open_tile
 from tests.generate import ORIGIN, textured, write
-from tests.review_data import X0, Y0, patch_file
+from tests.review_data import X0, Y0, page_client, patch_file
 
 
 def _tiles(tmp_path, res: float, size: int):
@@ -84,13 +83,13 @@ def test_page_map_gets_rule_layers_around_the_patch(tmp_path):
                      crs="EPSG:4547").to_file(rules / "admin.gpkg")
     with Ledger(tmp_path / "l.sqlite") as lg:
         lg.import_patches(f)
-    client = TestClient(create_app(tmp_path / "l.sqlite", rules=rules))
+    client = page_client(create_app(tmp_path / "l.sqlite", rules=rules))
     fc = client.get("/api/patches/360821-202610-0001/layers.geojson").json()
     layers = {feat["properties"]["layer"] for feat in fc["features"]}
     assert layers == {"farmland", "admin"}
     lon, lat = fc["features"][0]["geometry"]["coordinates"][0][0][:2]
     assert 100 < lon < 130 and 20 < lat < 40
-    bare = TestClient(create_app(tmp_path / "l.sqlite"))
+    bare = page_client(create_app(tmp_path / "l.sqlite"))
     assert bare.get("/api/patches/360821-202610-0001/layers.geojson").json()["features"] == []
 
 

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 from satcheck.review.ledger import Ledger
 from satcheck.review.server import create_app
 from satcheck.review.states import STATES, TRANSITIONS, ConflictError, TransitionError, check
-from tests.review_data import patch_file
+from tests.review_data import BASE, page_client, patch_file
 
 REASONS = {"seasonal", "other"}
 
@@ -136,7 +136,7 @@ def test_two_processes_lose_nothing(tmp_path):
 # ------------------------------------------------------------------------------------------------ web API
 
 def test_api_decide_conflict_and_escaping(ledger):
-    client = TestClient(create_app(ledger.path))
+    client = page_client(create_app(ledger.path))
     rows = client.get("/api/patches").json()
     assert rows["progress"] == {"reviewed": 0, "total": 3}
     pid = "360821-202608-0001"
@@ -157,11 +157,12 @@ def test_api_decide_conflict_and_escaping(ledger):
 
 
 def test_token_required_off_loopback(ledger):
-    client = TestClient(create_app(ledger.path, token="s3cret"))
+    client = TestClient(create_app(ledger.path, token="s3cret"), base_url=BASE)
     assert client.get("/api/patches").status_code == 401
     assert client.get("/api/patches", headers={"X-Satcheck-Token": "s3cret"}).status_code == 200
-    assert client.get("/?token=s3cret").status_code == 200
     assert client.get("/static/review.js").status_code == 401
+    assert client.get("/?token=s3cret").status_code == 200  # sets the cookie that the page's requests carry
+    assert client.get("/static/review.js").status_code == 200
 
 
 def test_serve_refuses_public_host_without_token(ledger):

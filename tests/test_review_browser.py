@@ -2,7 +2,9 @@
 
 Debian's chromium is driven by Playwright (executable_path; Playwright's own browser download is never
 used). The set-up installs chromium with apt-get when it is missing; the test is skipped, saying why,
-only where it cannot be installed.
+only where it cannot be installed. The page's Content-Security-Policy stays on (no bypass_csp): waits poll
+from Python (:func:`_wait`), since Playwright's own wait_for_function evaluates a string, which the policy
+forbids, and any policy violation the page itself causes fails the test (:func:`_page`).
 """
 
 import contextlib
@@ -49,6 +51,23 @@ def chromium() -> str:
     return path
 
 
+def _wait(page, expression: str, timeout: float = 30) -> None:
+    """Wait until ``expression`` is true on the page (page.evaluate is not subject to the page's CSP)."""
+    end = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {expression}")
+        time.sleep(0.05)
+
+
+def _page(browser, width: int, height: int):
+    """A new page that records what the browser says about the Content-Security-Policy."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.csp = []
+    page.on("console", lambda m: page.csp.append(m.text) if "Content Security Policy" in m.text else None)
+    return page
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,15 +80,16 @@ def _serve(ledger: Path):
     proc = subprocess.Popen([sys.executable, "-m", "satcheck.cli", "review", "serve", str(ledger), "--port", str(port),
                              "--by", "王五"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    for _ in range(100):
+    end = time.monotonic() + 60  # the start imports geopandas: seconds on a busy machine
+    while True:
         try:
             urllib.request.urlopen(url, timeout=1)
             break
         except OSError:
+            if time.monotonic() > end or proc.poll() is not None:
+                proc.kill()
+                pytest.fail(f"review server did not start: {proc.stdout.read().decode()}")
             time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(f"review server did not start: {proc.stdout.read().decode()}")
     try:
         yield url
     finally:
@@ -95,24 +115,25 @@ def test_review_three_patches_with_the_keyboard(chromium, server, tmp_path):
     url, ledger = server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = _page(browser, 1400, 900)
         page.goto(url)
         page.wait_for_selector("#list li")
-        page.wait_for_function("document.getElementById('d-title').textContent.includes('0001')")
+        _wait(page, "document.getElementById('d-title').textContent.includes('0001')")
         page.keyboard.press("a")  # accept 0001
-        page.wait_for_function("document.getElementById('d-title').textContent.includes('0002')")
+        _wait(page, "document.getElementById('d-title').textContent.includes('0002')")
         page.keyboard.press("r")  # reject 0002 ...
         page.keyboard.press("1")  # ... as seasonal change
-        page.wait_for_function("document.getElementById('d-title').textContent.includes('0003')")
+        _wait(page, "document.getElementById('d-title').textContent.includes('0003')")
         page.keyboard.press("d")  # defer 0003
-        page.wait_for_function("document.getElementById('progress').textContent.startsWith('2 / 4')")
+        _wait(page, "document.getElementById('progress').textContent.startsWith('2 / 4')")
         # A note with markup is shown as text, never run.
         page.click("#list li:nth-child(4)")
-        page.wait_for_function("document.getElementById('history').textContent.includes('onerror')")
+        _wait(page, "document.getElementById('history').textContent.includes('onerror')")
         assert page.evaluate("window.pwned") is None
         assert page.locator("#history img").count() == 0
         shot = Path(os.environ.get("SATCHECK_SCREENSHOT", tmp_path / "review.png"))
         page.screenshot(path=str(shot))
+        assert page.csp == []
         browser.close()
     with Ledger(ledger) as lg:
         assert lg.state("360821-202610-0001") == "accepted"
@@ -123,7 +144,7 @@ def test_review_three_patches_with_the_keyboard(chromium, server, tmp_path):
 
 
 def _state(page, pid: str, state: str) -> None:
-    page.wait_for_function(f"document.getElementById('d-title').textContent.includes('{pid}') && "
+    _wait(page, f"document.getElementById('d-title').textContent.includes('{pid}') && "
                            f"document.getElementById('d-title').textContent.endsWith('{state}')")
 
 
@@ -145,7 +166,7 @@ def test_undo_with_u_and_missing_chips(chromium, tmp_path):
     (run / "chips" / "360821-202610-0002_before.png").unlink()  # as if the run folder lost it
     with _serve(ledger) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        page = _page(browser, 1024, 768)
         page.goto(url)
         _state(page, "0001", "pending")
         # The page fits 1024 px: nothing runs off to the right.
@@ -156,22 +177,85 @@ def test_undo_with_u_and_missing_chips(chromium, tmp_path):
         _state(page, "0002", "pending")
         page.keyboard.press("u")  # undo the accept of 0001: the page goes back to it
         _state(page, "0001", "pending")
-        page.wait_for_function("document.getElementById('message').textContent.includes('undone')")
+        _wait(page, "document.getElementById('message').textContent.includes('undone')")
         with Ledger(ledger) as lg:
             assert lg.state("360821-202610-0001") == "pending"
             assert [e.to_state for e in lg.history("360821-202610-0001")] == ["pending", "accepted", "pending"]
         page.keyboard.press("j")
         _state(page, "0002", "pending")
-        page.wait_for_function("document.getElementById('miss-before').textContent.includes('missing')")
+        _wait(page, "document.getElementById('miss-before').textContent.includes('missing')")
         assert page.is_visible("#miss-before") and not page.is_visible("#miss-after")
         page.keyboard.press("a")  # the first press only asks
-        page.wait_for_function("document.getElementById('message').textContent.includes('again')")
+        _wait(page, "document.getElementById('message').textContent.includes('again')")
         with Ledger(ledger) as lg:
             assert lg.state("360821-202610-0002") == "pending"
         page.keyboard.press("a")  # the second confirms
         _state(page, "0003", "pending")
         shot = Path(os.environ.get("SATCHECK_SCREENSHOT_1024", tmp_path / "review_1024.png"))
         page.screenshot(path=str(shot))
+        assert page.csp == []
         browser.close()
     with Ledger(ledger) as lg:
         assert lg.state("360821-202610-0002") == "accepted"
+
+
+ATTACK = """<!doctype html><html><body>
+<form id="form" method="POST" action="{base}api/patches/360821-202610-0001/decision" enctype="text/plain"
+      target="sink"><input name='{{"decision":"accept","reviewer":"evil","x":"' value='"}}'></form>
+<iframe name="sink" id="sink"></iframe>
+<script>
+const t = (n) => "{base}api/patches/360821-202610-000" + n + "/decision";
+const body = JSON.stringify({{decision: "accept", reviewer: "evil"}});
+Promise.allSettled([
+  fetch(t(2), {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}}, body: body}}),
+  fetch(t(3), {{method: "POST", headers: {{"Content-Type": "application/json", "X-Satcheck-Csrf": "x"}}, body: body}}),
+  fetch(t(4), {{method: "POST", mode: "no-cors", body: new URLSearchParams({{decision: "accept", reviewer: "evil"}})}}),
+]).then((r) => {{
+  window.fetched = r.map((x) => x.status);
+  document.getElementById("sink").addEventListener("load", () => {{ window.done = true; }});
+  document.getElementById("form").submit();
+}});
+</script></body></html>"""
+
+
+def test_a_page_on_another_origin_cannot_decide(chromium, tmp_path):
+    """A page the reviewer visits elsewhere (another site, same machine) tries every way a browser lets it POST."""
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    f = patch_file(tmp_path / "p.gpkg", "2026-10", [(f"{i:04d}", "farmland_construction", (i * 60, 0, 25, 25))
+                                                    for i in range(1, 5)])
+    ledger = tmp_path / "ledger.sqlite"
+    with Ledger(ledger) as lg:
+        lg.import_patches(f)
+    with _serve(ledger) as url:
+        html = ATTACK.format(base=url).encode()
+
+        class Attacker(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(html)))
+                self.end_headers()
+                self.wfile.write(html)
+
+            def log_message(self, *args):
+                pass
+
+        evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+        threading.Thread(target=evil.serve_forever, daemon=True).start()
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
+                page = browser.new_page()
+                page.goto(f"http://localhost:{evil.server_address[1]}/")  # another site than 127.0.0.1
+                _wait(page, "window.done === true")
+                browser.close()
+        finally:
+            evil.shutdown()
+            evil.server_close()
+    with Ledger(ledger) as lg:
+        assert [lg.state(f"360821-202610-{i:04d}") for i in range(1, 5)] == ["pending"] * 4
+        assert lg.db.execute("SELECT COUNT(*) FROM events WHERE reviewer LIKE '%evil%'").fetchone()[0] == 0

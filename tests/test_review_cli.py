@@ -11,13 +11,12 @@ import geopandas as gpd
 import numpy as np
 import pytest
 from PIL import Image
-from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from satcheck.cli import app
 from satcheck.review.ledger import Ledger
 from satcheck.review.server import create_app
-from tests.review_data import patch_file
+from tests.review_data import page_client, patch_file
 
 runner = CliRunner()
 P1, P2, P3 = "360821-202610-0001", "360821-202610-0002", "360821-202610-0003"
@@ -105,7 +104,7 @@ def test_reopen_undoes_the_latest_decision_as_a_new_event(ledger):
 
 
 def test_undo_on_the_page_api_and_its_conflict(ledger):
-    client = TestClient(create_app(ledger))
+    client = page_client(create_app(ledger))
     r = client.post(f"/api/patches/{P1}/decision", json={"decision": "accept", "reviewer": "wang", "expected": "pending"})
     assert r.status_code == 200
     stale = client.post(f"/api/patches/{P1}/decision", json={"decision": "undo", "reviewer": "li", "expected": "pending"})
@@ -184,7 +183,7 @@ def test_unknown_filters_list_the_valid_values(ledger):
     assert "farmland_construction" in out
     _error(_run("review", "export", ledger, "--out", ledger.parent / "x.csv", "--state", "acepted"), "accepted")
     assert not (ledger.parent / "x.csv").exists()
-    assert "YYYY-MM" in TestClient(create_app(ledger)).get("/api/patches?period=202610").json()["error"]
+    assert "YYYY-MM" in page_client(create_app(ledger)).get("/api/patches?period=202610").json()["error"]
     # A well-formed filter that matches nothing is an empty result, not an error.
     out = _ok(_run("review", "list", ledger, "--period", "2025-01"))
     assert "no patches match" in out
@@ -210,7 +209,7 @@ def test_ledger_and_runs_move_together(ledger, tmp_path):
     assert source == "runs/2026-10/patches.gpkg"
     moved = tmp_path / "elsewhere" / "office"
     shutil.move(str(tmp_path / "office"), moved)
-    client = TestClient(create_app(moved / "ledger.sqlite"))
+    client = page_client(create_app(moved / "ledger.sqlite"))
     assert client.get(f"/chips/{P1}/before.png").status_code == 200
     assert client.get(f"/api/patches/{P1}").json()["chips"]["after"]["ok"]
     d = json.loads(_ok(_run("review", "show", moved / "ledger.sqlite", P1, "--json")))
@@ -223,12 +222,12 @@ def test_a_ledger_with_absolute_paths_still_finds_moved_chips(ledger, tmp_path):
         lg.db.execute("UPDATE patches SET chip_before = ?", (str(old),))
     moved = tmp_path / "moved"
     shutil.move(str(ledger.parent), moved)
-    assert TestClient(create_app(moved / "ledger.sqlite")).get(f"/chips/{P1}/before.png").status_code == 200
+    assert page_client(create_app(moved / "ledger.sqlite")).get(f"/chips/{P1}/before.png").status_code == 200
 
 
 def test_missing_chips_are_shown_and_a_decision_needs_confirming(ledger):
     shutil.rmtree(ledger.parent / "runs" / "2026-10" / "chips")
-    client = TestClient(create_app(ledger))
+    client = page_client(create_app(ledger))
     d = client.get(f"/api/patches/{P1}").json()
     assert d["chips"]["before"]["missing"] and "chips" in d["chips"]["before"]["path"]
     assert client.get(f"/chips/{P1}/before.png").json()["error"].startswith("missing")

@@ -233,5 +233,14 @@ def test_manifest_period_is_checked_against_tag_dates(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- outputs
+def test_export_name_cannot_leave_the_output_folder(site):
+    assert _run_site(site).exit_code == 0
+    out = site / "export"
+    for name in ("../../x", "../x", "sub/x", "..", ""):
+        _one_line_error(_run("export", site / "out" / "patches.gpkg", "--out", out, "--name", name, "-f", "csv"),
+                        "not a file name", "--name")
+    assert not list(site.parent.glob("x.*")) and not list(site.glob("x.*")) and not out.exists()
+    r = _run("export", site / "out" / "patches.gpkg", "--out", out, "--name", "patches_2026_10", "-f", "csv")
+    assert r.exit_code == 0 and (out / "patches_2026_10.csv").is_file()
 
 

@@ -1,25 +1,37 @@
 """The local review page: a small Starlette app over the ledger.
 
-Binds to loopback by default.  On any other address a token is required
-and every request must carry it (header ``X-Satcheck-Token`` or query
-``token``).  Every decision is written to the ledger before the response
-is sent.  A decision on a patch whose chips were recorded but are not
-there (a run folder moved) needs ``"unseen": true``: the page asks the
-reviewer to confirm.  ``"decision": "undo"`` takes back the latest
-decision (:mod:`satcheck.review.undo`).  With ``rules`` the map also
-draws farmland, basic farmland, permit and admin outlines.
+Binds to loopback by default.  On any other address a token is required: the page is opened once with
+``?token=...``, which sets an HttpOnly, SameSite=Strict cookie; scripts may send the header
+``X-Satcheck-Token`` instead.  Every decision is written to the ledger before the response is sent.  A
+decision on a patch whose chips were recorded but are not there (a run folder moved) needs
+``"unseen": true``: the page asks the reviewer to confirm.  ``"decision": "undo"`` takes back the latest
+decision (:mod:`satcheck.review.undo`).  With ``rules`` the map also draws farmland, basic farmland, permit
+and admin outlines.
+
+What a web page elsewhere cannot do (:class:`Guard`): a request whose ``Host`` is not this server's is
+refused (421, DNS rebinding); a POST needs ``Content-Type: application/json`` (415), an ``Origin`` (or,
+lacking it, ``Referer``) of this server and the per-start secret the page carries, in ``X-Satcheck-Csrf``
+(403); bodies over :data:`MAX_BODY` are refused unread (413).  Every response carries a
+Content-Security-Policy (no inline script), ``X-Frame-Options: DENY``, ``nosniff`` and
+``Referrer-Policy: no-referrer``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
+import json
+import os
+import secrets
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -35,33 +47,252 @@ from satcheck.review.states import DECISIONS, FIELD_RESULTS, ConflictError, Tran
 from satcheck.review.undo import reopen
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
+MAX_BODY = 64 * 1024  # bytes of a request body
+LIMITS = {"decision": 32, "reason": 64, "expected": 32, "reviewer": 100, "note": 4000}  # characters of each field
+COOKIE = "satcheck_token"
+CSRF_HEADER = "x-satcheck-csrf"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                 b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
 
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
 
-class TokenMiddleware(BaseHTTPMiddleware):
-    def __init__(self, app, token: str | None):
-        super().__init__(app)
-        self.token = token
+def _authority(value: str, default_port: int = 80) -> tuple[str, int] | None:
+    """(host name, port) of a Host header value or a URL's authority; None when it is not one."""
+    if not value or any(c in value for c in "@/?#\\ \t"):
+        return None
+    try:
+        parts = urlsplit("//" + value)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname.lower(), default_port if port is None else port
 
-    async def dispatch(self, request: Request, call_next):
-        if self.token:
-            given = request.headers.get("x-satcheck-token") or request.query_params.get("token") or ""
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                return JSONResponse({"error": "token required"}, status_code=401)
-        return await call_next(request)
+
+class Hosts:
+    """The Host header values this server answers: its bound host (loopback names when on loopback) and port.
+
+    Bound to every address (0.0.0.0, ::) it also answers any IP address and the machine's name: a DNS name
+    of somebody else's (DNS rebinding) is never answered.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None):
+        h = host.strip("[]").lower()
+        self.port = port
+        self.any_address = h in ("0.0.0.0", "::", "")
+        self.names = set(LOOPBACK_NAMES) | {h}
+        if self.any_address:
+            self.names.add(socket.gethostname().lower())
+
+    def allows(self, value: str) -> bool:
+        found = _authority(value)
+        if found is None:
+            return False
+        name, port = found
+        if self.port is not None and port != self.port:
+            return False
+        if name in self.names:
+            return True
+        if self.any_address:
+            try:
+                ipaddress.ip_address(name)
+                return True
+            except ValueError:
+                return False
+        return False
+
+
+def _same_origin(url: str, scheme: str, host: str) -> bool:
+    """Whether an Origin or Referer value names this server (scheme, host and port of the Host header)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    default = 443 if scheme == "https" else 80
+    theirs = _authority(parts.netloc, 443 if parts.scheme == "https" else 80)
+    return parts.scheme == scheme and theirs is not None and theirs == _authority(host, default)
+
+
+async def _refuse(send, status: int, message: str, extra: list | None = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(extra or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    """Host, token, CSRF and body-size checks before the app sees a request; security headers on every answer."""
+
+    def __init__(self, app, hosts: Hosts, token: str | None, csrf: str, max_body: int = MAX_BODY):
+        self.app, self.hosts, self.token, self.csrf, self.max_body = app, hosts, token, csrf, max_body
+        # The cookie holds a digest of the token, not the token: any characters, and nothing to read back.
+        self.cookie = hashlib.sha256(b"satcheck review cookie\0" + token.encode()).hexdigest() if token else ""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        cookie: list[tuple[bytes, bytes]] = []
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=[*message.get("headers", []), *SECURITY_HEADERS, *cookie])
+            await send(message)
+
+        out = send_with_headers
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        if not self.hosts.allows(host):
+            return await _refuse(out, 421, "this server does not answer for that Host; open the address that "
+                                           "'satcheck review serve' printed")
+        method = scope["method"]
+        if self.token and not self._authorised(scope, headers, method, cookie):
+            return await _refuse(out, 401, "token required: open the page with the address "
+                                           "'satcheck review serve' printed (?token=...)")
+        if method not in SAFE_METHODS:
+            refused = self._unsafe(scope, headers, host)
+            if refused:
+                return await _refuse(out, *refused)
+            body = await _read_body(receive, self.max_body)
+            if body is None:
+                return await _refuse(out, 413, f"request body over {self.max_body // 1024} KB")
+            receive = _replay(body, receive)
+        await self.app(scope, receive, out)
+
+    def _authorised(self, scope, headers: Headers, method: str, cookie: list) -> bool:
+        """The token as a header (scripts), as the cookie the page got, or once in the page's address."""
+        if "x-satcheck-token" in headers:
+            return _equal(headers["x-satcheck-token"], self.token)
+        request = Request(scope)
+        if scope["path"] == "/" and method == "GET" and "token" in request.query_params:  # before a stale cookie
+            if not _equal(request.query_params["token"], self.token):
+                return False
+            cookie.append((b"set-cookie", f"{COOKIE}={self.cookie}; HttpOnly; SameSite=Strict; Path=/".encode()))
+            return True
+        return _equal(request.cookies.get(COOKIE, ""), self.cookie)
+
+    def _unsafe(self, scope, headers: Headers, host: str) -> tuple[int, str] | None:
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                return 400, "bad Content-Length"
+            if int(length) > self.max_body:
+                return 413, f"request body over {self.max_body // 1024} KB"
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return 415, "send Content-Type: application/json"
+        origin = headers.get("origin") or headers.get("referer")
+        if not origin or not _same_origin(origin, scope.get("scheme", "http"), host):
+            return 403, "cross-site request refused: Origin (or Referer) must be this review page"
+        if not _equal(headers.get(CSRF_HEADER, ""), self.csrf):
+            return 403, "cross-site request refused: the X-Satcheck-Csrf header of the review page is missing"
+        return None
+
+
+def _equal(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def _read_body(receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``limit`` bytes (the rest is never read)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b""  # the client went away; the app finds out on its own
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def decision_body(raw: bytes) -> dict:
+    """The fields of a decision request, checked: a JSON object of short strings (and ``unseen``, a bool)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequest("send a JSON object, e.g. {\"decision\": \"accept\", \"reviewer\": \"...\"}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("send a JSON object, e.g. {\"decision\": \"accept\", \"reviewer\": \"...\"}")
+    unknown = sorted(k[:40] for k in body if k not in LIMITS and k != "unseen")
+    if unknown:
+        raise BadRequest(f"unknown field {', '.join(unknown[:5])}; known: {', '.join([*LIMITS, 'unseen'])}")
+    out: dict = {}
+    for key, limit in LIMITS.items():
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"'{key}' must be a string")
+        if value is not None and len(value) > limit:
+            raise BadRequest(f"'{key}' is {len(value)} characters long; at most {limit}")
+        out[key] = value
+    if out["reviewer"] is not None and any(ord(c) < 32 or ord(c) == 127 for c in out["reviewer"]):
+        raise BadRequest("'reviewer' must be a name on one line")
+    unseen = body.get("unseen")
+    if unseen is not None and not isinstance(unseen, bool):
+        raise BadRequest("'unseen' must be true or false")
+    out["unseen"] = bool(unseen)
+    return out
 
 
 def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), token: str | None = None,
-               reviewer: str = "", rules: str | Path | None = None, rules_config: RulesConfig | None = None) -> Starlette:
+               reviewer: str = "", rules: str | Path | None = None, rules_config: RulesConfig | None = None,
+               host: str = "127.0.0.1", port: int | None = None) -> Starlette:
+    """The review app for ``ledger_path``, answering for ``host`` (and ``port``; None: any port)."""
     ledger_path = Path(ledger_path)
+    csrf = secrets.token_urlsafe(24)  # per start: the page carries it, a page elsewhere cannot read it
+    folder = ledger_path.absolute().parent
+    hidden = sorted({str(ledger_path.resolve()), str(ledger_path.absolute()), str(ledger_path)}, key=len, reverse=True)
+
+    def public(message: str) -> str:
+        """An error message without the ledger's absolute path: its name is enough to the page."""
+        for h in hidden:
+            message = message.replace(h, ledger_path.name)
+        return message
+
+    def shown(path: Path | None) -> str | None:
+        """A chip's path as the page shows it: relative to the ledger's folder."""
+        if path is None:
+            return None
+        try:
+            return Path(os.path.relpath(Path(path).absolute(), folder)).as_posix()
+        except ValueError:  # another drive (Windows)
+            return Path(path).name
+
     with Ledger(ledger_path, config, create=False) as lg:  # fail now, not on the first request
         crs = lg.crs
     context = _Context(rules, crs, rules_config or RulesConfig())
@@ -72,7 +303,8 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
 
     def page(request: Request) -> HTMLResponse:
         html = env.get_template("review.html.j2").render(
-            ledger=ledger_path.name, token=token or "", reviewer=reviewer, version=__version__,
+            ledger=ledger_path.name, reviewer=reviewer, version=__version__,
+            config={"csrf": csrf, "reasons": [r.model_dump() for r in config.reasons]},
             reasons=[r.model_dump() for r in config.reasons])
         return HTMLResponse(html)
 
@@ -105,43 +337,43 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
             with open_ledger() as lg:
                 pid = request.path_params["patch_id"]
                 d = lg.patch(pid)
-                d["chips"] = {w: c.as_dict() for w, c in chip_paths(lg, pid).items()}
+                d["chips"] = {w: dict(c.as_dict(), path=shown(c.path)) for w, c in chip_paths(lg, pid).items()}
                 return JSONResponse(d)
         except LedgerError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
+            return JSONResponse({"error": public(str(exc))}, status_code=404)
 
     async def decide(request: Request) -> JSONResponse:
         pid = request.path_params["patch_id"]
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "send a JSON body"}, status_code=400)
-        decision = str(body.get("decision", ""))
+        try:  # the body is at most MAX_BODY bytes here (Guard)
+            body = decision_body(await request.body())
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        decision = body["decision"] or ""
         undo = decision in ("undo", "reopen")
         to = DECISIONS.get(decision, decision if decision in FIELD_RESULTS else None)
         if to is None and not undo:
             return JSONResponse({"error": f"unknown decision '{decision}'"}, status_code=400)
-        who = str(body.get("reviewer") or "").strip()
+        who = (body["reviewer"] or "").strip()
+        note, expected = body["note"] or None, body["expected"] or None
         try:
             with open_ledger() as lg:
                 if undo:
-                    ev, _ = reopen(lg, pid, who, body.get("note") or None, body.get("expected") or None)
+                    ev, _ = reopen(lg, pid, who, note, expected)
                 else:
                     c = chip_paths(lg, pid)
                     gone = [w for w in ("before", "after") if c[w].missing]
-                    if gone and to != "deferred" and not body.get("unseen"):
+                    if gone and to != "deferred" and not body["unseen"]:
                         return JSONResponse({"error": f"{pid}: the {' and '.join(gone)} chip is missing "
-                                             f"({c[gone[0]].path}); decide again to confirm without seeing it, "
-                                             "or defer", "confirm": True}, status_code=428)
-                    ev = lg.decide(pid, to, who, body.get("reason") or None, body.get("note") or None,
-                                   body.get("expected") or None)
+                                             f"({shown(c[gone[0]].path)}); decide again to confirm without seeing "
+                                             "it, or defer", "confirm": True}, status_code=428)
+                    ev = lg.decide(pid, to, who, body["reason"] or None, note, expected)
                 reviewed, total = lg.progress()
         except ConflictError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=409)
+            return JSONResponse({"error": public(str(exc))}, status_code=409)
         except TransitionError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            return JSONResponse({"error": public(str(exc))}, status_code=400)
         except SatcheckError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
+            return JSONResponse({"error": public(str(exc))}, status_code=404)
         return JSONResponse({"event": ev.__dict__, "progress": {"reviewed": reviewed, "total": total}})
 
     def chip(request: Request) -> Response:
@@ -151,7 +383,7 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
         with open_ledger() as lg:
             c = chip_paths(lg, request.path_params["patch_id"])[which]
         if not c.ok:
-            why = f"missing: {c.path}" if c.missing else "no chip"
+            why = f"missing: {shown(c.path)}" if c.missing else "no chip"
             return JSONResponse({"error": why}, status_code=404)
         media = "image/jpeg" if c.path.suffix.lower() in (".jpg", ".jpeg") else "image/png"
         return FileResponse(c.path, media_type=media)
@@ -165,7 +397,7 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
                 return JSONResponse({"error": "no such patch"}, status_code=404)
             return Response(context.geojson(tuple(row)), media_type="application/geo+json")
         except SatcheckError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=500)
+            return JSONResponse({"error": public(str(exc))}, status_code=500)
 
     routes = [
         Route("/", page),
@@ -177,7 +409,7 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
         Route("/chips/{patch_id}/{which}.png", chip),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(TokenMiddleware, token=token)])
+    return Starlette(routes=routes, middleware=[Middleware(Guard, hosts=Hosts(host, port), token=token, csrf=csrf)])
 
 
 class _Context:
@@ -213,5 +445,5 @@ def serve(ledger_path: str | Path, host: str, port: int, token: str | None, conf
           reviewer: str = "", rules: str | Path | None = None, rules_config: RulesConfig | None = None) -> None:
     import uvicorn
 
-    app = create_app(ledger_path, config, token, reviewer, rules, rules_config)
+    app = create_app(ledger_path, config, token, reviewer, rules, rules_config, host=host, port=port)
     uvicorn.run(app, host=host, port=port, log_level="warning")

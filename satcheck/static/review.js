@@ -1,22 +1,25 @@
 // satcheck review page: plain JavaScript over the JSON API. Text from the ledger is always set with
-// textContent, never as HTML.
+// textContent, never as HTML. No inline script (the page's Content-Security-Policy): the settings come
+// as JSON in #satcheck-config, with the per-start secret that every POST carries in X-Satcheck-Csrf.
 (function () {
   "use strict";
-  const cfg = window.SATCHECK;
+  const cfg = JSON.parse(document.getElementById("satcheck-config").textContent);
+  // Opened with ?token=...: the server has set its cookie; keep the token out of the address bar and history.
+  if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", location.pathname);
   const q = (id) => document.getElementById(id);
   let patches = [], index = 0, current = null, rejecting = false, blinkTimer = null, map = null, layer = null;
   let context = null;     // rule-layer outlines around the current patch on the map
   let decided = [];       // {id, state} of decisions made on this page, latest last: what u undoes
   let confirming = null;  // a decision repeated to confirm it without chips ("accept:" or "reject:seasonal")
 
-  function withToken(url) {
-    if (!cfg.token) return url;
-    return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(cfg.token);
-  }
   async function api(url, options) {
     options = options || {};
-    options.headers = Object.assign({"Content-Type": "application/json"}, options.headers || {});
-    if (cfg.token) options.headers["X-Satcheck-Token"] = cfg.token;
+    options.headers = Object.assign({"Content-Type": "application/json", "X-Satcheck-Csrf": cfg.csrf},
+                                    options.headers || {});
+    // The page's own policy is no-referrer, under which a browser sends "Origin: null" on a POST; the server
+    // checks Origin, so the page's own requests name it (same-origin: nothing goes to another site).
+    options.referrerPolicy = "same-origin";
+    options.credentials = "same-origin";
     const r = await fetch(url, options);
     const body = await r.json();
     if (!r.ok) throw Object.assign(new Error(body.error || r.statusText), {status: r.status});
@@ -69,7 +72,7 @@
       note.textContent = c.missing ? "chip missing: " + c.path : (c.ok ? "" : "no chip for this patch");
       note.hidden = c.ok;
       note.classList.toggle("missing", c.missing);
-      const src = withToken("chips/" + encodeURIComponent(current.patch_id) + "/" + w + ".png");
+      const src = "chips/" + encodeURIComponent(current.patch_id) + "/" + w + ".png";
       [q("chip-" + w), q("cmp-" + w)].forEach((img) => {
         img.style.visibility = c.ok ? "visible" : "hidden";
         img.onerror = () => { img.style.visibility = "hidden"; note.hidden = false; note.textContent = "chip missing"; };
@@ -100,7 +103,7 @@
     if (!window.L) return;
     if (!map) {
       map = L.map("map", {attributionControl: false});
-      const fc = await fetch(withToken("api/patches.geojson")).then((r) => r.json());
+      const fc = await api("api/patches.geojson");
       all = L.geoJSON(fc, {style: {color: "#36c", weight: 1}, onEachFeature: (f, l) => l.on("click", () => {
         const i = patches.findIndex((x) => x.patch_id === f.properties.patch_id); if (i >= 0) show(i); })}).addTo(map);
     }
