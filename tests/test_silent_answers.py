@@ -244,3 +244,21 @@ def test_export_name_cannot_leave_the_output_folder(site):
     assert r.exit_code == 0 and (out / "patches_2026_10.csv").is_file()
 
 
+def test_nan_weights_are_refused_at_load(tmp_path):
+    import torch
+
+    from satcheck.model.network import ChangeNet
+    from satcheck.model.weights import save_weights
+
+    m = ChangeNet(widths=(8, 16, 16, 24), decoder=16).eval()
+    with torch.no_grad():
+        next(m.parameters()).fill_(float("nan"))
+    weights = save_weights(m, tmp_path / "diverged.pt", {"bands": [3, 4]})
+    b, a, _ = square_pair(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"detect:\n  detector: model\n  model:\n    weights: {weights}\n    engine: torch\n")
+    _one_line_error(_run("run", b, a, "--out", tmp_path / "out", "--config", cfg, "--device", "cpu"),
+                    "diverged.pt", "NaN or infinity", "retrain")
+    assert not (tmp_path / "out" / "changes.gpkg").exists()
+
+

@@ -73,6 +73,11 @@ def load_weights(path: str | Path) -> tuple[ChangeNet, dict]:
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:160]
         raise ModelError(f"{path}: weights do not fit the network ({first}); retrain with this satcheck version") from None
+    broken = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:  # such a network scores every pixel NaN, which no threshold passes: "no change" everywhere
+        held = f"{len(broken)} weight tensors hold" if len(broken) > 1 else "a weight tensor holds"
+        raise ModelError(f"{path}: {held} NaN or infinity (first '{broken[0]}'): the training diverged; retrain "
+                         "(e.g. with a lower learning rate) or use other weights")
     model.eval()
     meta = json.loads(payload.get("meta_json", "{}"))
     meta["outputs"] = list(model.outputs)  # what the logits mean, for engines that never see the network
