@@ -17,6 +17,7 @@ import base64
 import io
 import os
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -158,8 +159,8 @@ def write_pdf(patches: pd.DataFrame, chips: dict, path: Path, font_path: str | N
     recs = _records(patches, chips, review, lang)
     first = recs[0] if recs else {}
     story = [Paragraph(TITLE, title), Paragraph(PURPOSES[purpose][0], banner),
-             Paragraph(f"监测期 {first.get('period') or ''}　前时相 {first.get('before_date') or ''}　后时相 "
-                       f"{first.get('after_date') or ''}　图斑 {len(recs)} 个　satcheck {__version__}", body),
+             Paragraph(_escape(f"监测期 {first.get('period') or ''}　前时相 {first.get('before_date') or ''}　后时相 "
+                               f"{first.get('after_date') or ''}　图斑 {len(recs)} 个　satcheck {__version__}"), body),
              Spacer(1, 4 * mm)]
     rows = [["图斑编号", "类型", "面积(m²)", "面积(亩)", "行政区", "经度", "纬度"]]
     for d in recs:
@@ -205,5 +206,7 @@ def _utc(at: str | None) -> str:
     return f"{at[:16].replace('T', ' ')} UTC" if at else ""
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _escape(text: object) -> str:
+    """Text for a reportlab Paragraph, which parses its text as markup: a value from a rule layer or a reviewer
+    (a permit holder 'Zhang & Sons <b>Ltd', an '<img src=...>') is shown as written, never as a tag."""
+    return xml_escape(str(text))
