@@ -199,6 +199,57 @@ def test_undo_with_u_and_missing_chips(chromium, tmp_path):
         assert lg.state("360821-202610-0002") == "accepted"
 
 
+OVERFLOW = """(() => {
+  const width = document.documentElement.clientWidth, out = [];
+  document.querySelectorAll("body *").forEach((e) => {
+    const r = e.getBoundingClientRect();
+    if (r.width > 0 && r.right > width + 0.5 && !e.closest("#map")) out.push(e.tagName + "#" + e.id);
+  });
+  const d = document.getElementById("detail");
+  if (d.scrollWidth > d.clientWidth + 1) out.push("#detail scrolls sideways");
+  if (document.documentElement.scrollWidth > width) out.push("the page scrolls sideways");
+  return out;
+})()"""
+
+
+def test_the_page_fits_1024_px_with_long_words(chromium, tmp_path):
+    """A note without spaces, a long attribute, a missing chip's path, the reasons row: nothing runs off the right."""
+    from playwright.sync_api import sync_playwright
+
+    run = tmp_path / ("run_of_a_county_with_a_long_folder_name_" * 3)
+    f = patch_file(run / "patches.gpkg", "2026-10", [(f"{i:04d}", "farmland_construction", (i * 60, 0, 25, 25))
+                                                     for i in range(1, 3)])
+    (run / "chips").mkdir()
+    (run / "chips" / "360821-202610-0001_after.png").write_bytes(b"")  # recorded; before is missing
+    ledger = tmp_path / "ledger.sqlite"
+    with Ledger(ledger) as lg:
+        lg.import_patches(f)
+        lg.db.execute("UPDATE patches SET chip_before=?, chip_after=?, attrs=json_set(attrs, '$.admin_name', ?)",
+                      (f"{run.name}/chips/gone_before.png", f"{run.name}/chips/gone_after.png",
+                       "吉安县" + "x" * 200))
+        lg.decide("360821-202610-0002", "deferred", "setup", note="n" * 400)
+    with _serve(ledger) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
+        page = _page(browser, 1024, 768)
+        page.goto(url)
+        _state(page, "0001", "pending")
+        _wait(page, "document.getElementById('miss-before').textContent.includes('missing')")
+        assert page.evaluate(OVERFLOW) == []
+        page.keyboard.press("r")
+        assert page.is_visible("#reasons")
+        assert page.evaluate(OVERFLOW) == []
+        page.keyboard.press("Escape")
+        page.keyboard.press("a")  # the chip is missing: a long message with its path
+        _wait(page, "document.getElementById('message').textContent.includes('again')")
+        assert page.evaluate(OVERFLOW) == []
+        page.keyboard.press("j")
+        _state(page, "0002", "deferred")
+        _wait(page, "document.getElementById('history').textContent.includes('nnnn')")
+        assert page.evaluate(OVERFLOW) == []
+        assert page.csp == []
+        browser.close()
+
+
 ATTACK = """<!doctype html><html><body>
 <form id="form" method="POST" action="{base}api/patches/360821-202610-0001/decision" enctype="text/plain"
       target="sink"><input name='{{"decision":"accept","reviewer":"evil","x":"' value='"}}'></form>
