@@ -128,14 +128,14 @@ def _decide(ledger: Path, ids: list[str], to: str, by: str, reason: Optional[str
             config: Optional[Path]) -> None:
     try:
         with _open(ledger, config) as lg:
-            for pid in ids:
-                e = lg.decide(pid, to, by, reason, note)
-                out.print(f"{pid}: {e.from_state} → {e.to_state}")
+            events = lg.decide_many(ids, to, by, reason, note)  # all of them or none
     except SatcheckError as exc:
         raise fail(exc) from None
+    for e in events:
+        out.print(f"{e.patch_id}: {e.from_state} → {e.to_state}")
 
 
-IDS = typer.Argument(..., help="One or more patch ids.")
+IDS = typer.Argument(..., help="One or more patch ids: all of them are decided, or none if any cannot be.")
 
 
 @review_app.command()
@@ -165,17 +165,18 @@ def defer(ledger: Path = LEDGER, patch_ids: list[str] = IDS, by: str = BY, note:
 def reopen(ledger: Path = LEDGER, patch_ids: list[str] = IDS, by: str = BY,
            note: Optional[str] = typer.Option(None, "--note", help="Why the decision is undone."),
            config: Optional[Path] = CONFIG) -> None:
-    """Undo the latest decision: the patch goes back to its previous state (a new event; history is kept)."""
-    from satcheck.review.undo import reopen as undo
+    """Undo the latest decision: the patch goes back to its previous state (a new event; history is kept).
+    Several ids: all of them or none."""
+    from satcheck.review.undo import reopen_many
 
     try:
         with _open(ledger, config) as lg:
-            for pid in patch_ids:
-                e, undone = undo(lg, pid, by, note)
-                out.print(f"{pid}: {e.from_state} → {e.to_state} (undoes {undone.reviewer}'s decision of "
-                          f"{undone.at[:19].replace('T', ' ')})", highlight=False)
+            done = reopen_many(lg, patch_ids, by, note)  # all of them or none
     except SatcheckError as exc:
         raise fail(exc) from None
+    for e, undone in done:
+        out.print(f"{e.patch_id}: {e.from_state} → {e.to_state} (undoes {undone.reviewer}'s decision of "
+                  f"{undone.at[:19].replace('T', ' ')})", highlight=False)
 
 
 @review_app.command()

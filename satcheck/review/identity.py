@@ -21,7 +21,8 @@ class IdentityError(SatcheckError, ValueError):
     """A patch file gives an id the ledger knows to another place, or a place it knows another id."""
 
 
-def check_places(db: sqlite3.Connection, ledger: Path, config: ReviewConfig, path: Path, gdf: gpd.GeoDataFrame) -> None:
+def check_places(db: sqlite3.Connection, ledger: Path, config: ReviewConfig, path: Path, gdf: gpd.GeoDataFrame,
+                 file_ids: set[str] | None = None) -> None:
     """Refuse a file whose ids do not fit the places the ledger knows for their period (same overlap rule).
 
     An id the ledger has must be the same place; an id it has not must not be a place it already has for the

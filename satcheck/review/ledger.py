@@ -6,13 +6,19 @@ DELETE of events, and the tool offers no way to edit them.  Writes are
 short ``BEGIN IMMEDIATE`` transactions in WAL mode, so two reviewers on
 one ledger lose nothing, and a process killed mid-write leaves the last
 committed state.  The schema is versioned; :data:`MIGRATIONS` upgrades
-older ledgers in place.
+older ledgers in place.  A ledger whose tables or columns are not those of its
+schema version (damaged, or edited by hand) is refused when opened.
+
+A write waits up to :data:`BUSY_TIMEOUT_S` for another writer's lock, then fails with
+:class:`LedgerBusyError`; an import writes in transactions of :data:`IMPORT_CHUNK` patches, so decisions
+made meanwhile wait a fraction of a second, and a killed import resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import sqlite3
@@ -22,6 +28,7 @@ from typing import Iterator
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from pyproj import Transformer
 from shapely import wkb
@@ -34,6 +41,8 @@ from satcheck.review.identity import IdentityError, check_places  # noqa: F401 (
 from satcheck.review.paths import stored
 from satcheck.review.states import NEW, ConflictError, TransitionError, check
 
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's write lock
+IMPORT_CHUNK = 200  # patches per import transaction: the write lock is held well under a second at a time
 SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -64,6 +73,10 @@ MIGRATIONS: dict[int, str] = {
 
 class LedgerError(SatcheckError, RuntimeError):
     """The ledger file cannot be used."""
+
+
+class LedgerBusyError(LedgerError, TimeoutError):
+    """Another process held the ledger's write lock for longer than :data:`BUSY_TIMEOUT_S`; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -109,26 +122,89 @@ class Ledger:
             raise LedgerError(f"{self.path}: ledger not found; create it with 'satcheck review import {self.path} PATCHES'")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("PRAGMA busy_timeout=30000")
+            self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             self._migrate()
+        except LedgerError:
+            raise
         except sqlite3.DatabaseError as exc:
+            if _is_busy(exc) or "full" in str(exc):
+                raise self._db_error(exc) from None
             raise LedgerError(f"{self.path}: not a satcheck ledger ({exc}); pass a ledger file or a new path") from None
+        self._check_schema()
 
     # ------------------------------------------------------------------ plumbing
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+    def _tx(self, convert: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it or nothing; SQLite errors become one-line :class:`LedgerError`
+        (``convert``; a busy ledger always does)."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if convert or _is_busy(exc):
+                raise self._db_error(exc) from None
+            raise
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite rolls back by itself on some errors (a full disk): a second ROLLBACK would fail with "no
+            # transaction is active" and hide the real cause.
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and (convert or _is_busy(exc)):
+                raise self._db_error(exc) from None
             raise
-        self.db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """Reads that see one state of the ledger, without the write lock (WAL: writers go on meanwhile)."""
+        self.db.execute("BEGIN")
+        try:
+            yield self.db
+        finally:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+
+    def _db_error(self, exc: sqlite3.Error) -> LedgerError:
+        """A SQLite error during a write as a one-line error saying what to do; nothing of the write was kept."""
+        msg = str(exc)
+        if _is_busy(exc):
+            return LedgerBusyError(f"{self.path}: the ledger is busy: another process (an import, another reviewer) "
+                                   f"held its write lock for over {BUSY_TIMEOUT_S:g} s; nothing was changed; run the "
+                                   "command again in a moment")
+        if "full" in msg:
+            return LedgerError(f"{self.path}: the disk is full ({msg}); the write under way was not kept; free some "
+                               "space and run the command again (an import goes on where it stopped)")
+        if "readonly" in msg or "read-only" in msg:
+            return LedgerError(f"{self.path}: the ledger cannot be written ({msg}); nothing was changed; make the file "
+                               "and its folder writable")
+        if "no such" in msg or "has no column" in msg:
+            return LedgerError(f"{self.path}: damaged ledger ({msg}); nothing was changed; restore it from a backup")
+        return LedgerError(f"{self.path}: the ledger could not be written ({msg}); nothing was changed")
+
+    def _check_schema(self) -> None:
+        """Refuse a ledger whose tables, views, triggers or columns are not those of its schema version."""
+        try:
+            have = _schema(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{self.path}: not a satcheck ledger ({exc}); pass a ledger file or a new path") from None
+        problems = []
+        for name, (kind, cols) in _expected_schema().items():
+            if name not in have:
+                problems.append(f"no {kind} '{name}'")
+                continue
+            missing = [c for c in cols if c not in have[name][1]]
+            if missing:
+                problems.append(f"{kind} '{name}' lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        if problems:
+            raise LedgerError(f"{self.path}: damaged ledger: {'; '.join(problems)} (schema {SCHEMA_VERSION}); nothing "
+                              "was changed; restore it from a backup")
 
     def _migrate(self) -> None:
         has_meta = self.db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone()
@@ -140,7 +216,7 @@ class Ledger:
             raise LedgerError(f"{self.path}: ledger schema {version} is newer than this satcheck ({SCHEMA_VERSION}); "
                               "upgrade satcheck")
         for v in range(version + 1, SCHEMA_VERSION + 1):
-            with self._tx() as db:
+            with self._tx(convert=False) as db:  # a failure here: not a ledger (the caller says so)
                 for stmt in _statements(MIGRATIONS[v]):
                     db.execute(stmt)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(v),))
@@ -171,6 +247,10 @@ class Ledger:
         the ledger has is the same place or an :class:`IdentityError` (nothing imported). A known patch nobody has
         decided on yet takes the file's outline and attributes (a batch resumed after a failed tile completes a
         patch cut at its edge); one with decisions keeps what was decided on.
+
+        The patches go in by transactions of :data:`IMPORT_CHUNK`, so that decisions made meanwhile wait well
+        under a second; how far the import got is written with each, so an import killed half-way resumes where
+        it stopped when run again (nothing lost, nothing twice, the same counts as one uninterrupted import).
         """
         path = Path(path)
         data = path.read_bytes() if path.is_file() else b""
@@ -179,73 +259,95 @@ class Ledger:
             return ImportResult(0, 0, 0, 0, already_imported=True)
         gdf = read_patches(path)
         chips = path.parent / "chips"
-        with self._tx() as db:
-            crs = self.crs
-            if crs is None:
-                crs = gdf.crs.to_string() if gdf.crs else "EPSG:4547"
-                db.execute("INSERT INTO meta VALUES ('crs', ?)", (crs,))
-            if len(gdf) and gdf.crs is not None and gdf.crs.to_string() != crs:
-                gdf = gdf.to_crs(crs)
-            # Every class: a known id may have become approved or other_change.
-            check_places(db, self.path, self.config, path, gdf)
-            gdf = gdf[gdf["class"].isin(self.config.classes)]
-            added = linked = rereview = skipped = updated = 0
-            for _, r in gdf.iterrows():
-                pid = r["patch_id"]
-                if db.execute("SELECT 1 FROM patches WHERE patch_id=?", (pid,)).fetchone():
-                    if _refresh(db, pid, r, path, self.path):  # the same place (checked above), imported before
-                        updated += 1
-                    else:
-                        skipped += 1
-                    continue
-                geom = r.geometry
-                match = self._match(db, geom, r["period"])
-                attrs = {k: _plain(v) for k, v in r.items() if k != "geometry"}
-                b = geom.bounds
-                cb, ca = chips / f"{pid}_before.png", chips / f"{pid}_after.png"
-                db.execute(
-                    "INSERT INTO patches VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (pid, r["period"], r["class"], r.get("change_type"), float(r["area_m2"]), float(r["area_mu"]),
-                     _plain(r.get("confidence")), r.get("admin_code"), r.get("admin_name"),
-                     _plain(r.get("centroid_lon")), _plain(r.get("centroid_lat")), *b,
-                     json.dumps(attrs, ensure_ascii=False), wkb.dumps(geom),
-                     match[0] if match else None,
-                     stored(cb, self.path) if cb.exists() else None, stored(ca, self.path) if ca.exists() else None,
-                     stored(path, self.path), _now()))
-                if match is None:
-                    to, note = "pending", None
-                    added += 1
+        crs = self.crs
+        if crs is None:
+            crs = gdf.crs.to_string() if gdf.crs else "EPSG:4547"
+            with self._tx() as db:
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('crs', ?)", (crs,))
+            crs = self.crs  # another import may have set it first
+        if len(gdf) and gdf.crs is not None and gdf.crs.to_string() != crs:
+            gdf = gdf.to_crs(crs)
+        # Every class: a known id may have become approved or other_change. A read, no lock: each transaction
+        # below checks its own patches again, against what other imports may have added meanwhile.
+        with self._snapshot():  # no write lock: the check, and the count of patches it was made against
+            check_places(self.db, self.path, self.config, path, gdf)
+            known = self.db.execute("SELECT COUNT(*) FROM patches").fetchone()[0]
+        ids = set(gdf["patch_id"])
+        gdf = gdf[gdf["class"].isin(self.config.classes)].reset_index(drop=True)
+        key = f"import:{sha}"
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        # How far an earlier attempt at this file got (it was killed); with other review classes it starts afresh.
+        done = json.loads(row[0]) if row else {}
+        classes = sorted(self.config.classes)
+        if done.get("classes") != classes:
+            done = {}
+        counts = {k: int(done.get(k, 0)) for k in ("rows", "added", "linked", "rereview", "skipped", "updated")}
+        earlier = _Places(self.db, gdf["period"].max() if len(gdf) else None)
+        start = counts["rows"]
+        source = stored(path, self.path)
+        chip_dir = stored(chips, self.path)  # the chips as stored: relative to the ledger, like the source
+        names = {c.name for c in chips.iterdir()} if chips.is_dir() else set()
+        chip_files = _ChipNames(names, chip_dir)
+        records = _records(gdf)
+        while True:
+            chunk = gdf.iloc[start:start + IMPORT_CHUNK]
+            # Outside the lock: what each new patch links to, its record.
+            planned = [self._plan(r, source, chip_files, earlier) for r in records[start:start + IMPORT_CHUNK]]
+            last = start + len(chunk) >= len(gdf)
+            with self._tx() as db:
+                if db.execute("SELECT COUNT(*) FROM patches").fetchone()[0] != known and len(chunk):
+                    # Another import wrote meanwhile: check this chunk again against what is there now.
+                    check_places(db, self.path, self.config, path, chunk, ids)
+                for r, record, prev in planned:
+                    pid = r["patch_id"]
+                    if db.execute("SELECT 1 FROM patches WHERE patch_id=?", (pid,)).fetchone():
+                        # the same place (checked above), imported before
+                        counts["updated" if _refresh(db, pid, r, path, self.path) else "skipped"] += 1
+                        continue
+                    to, note, kind = self._link(db, r, prev)
+                    db.execute("INSERT INTO patches VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", record)
+                    append_event(db, pid, NEW, to, None, note, reviewer)
+                    counts[kind] += 1
+                    known += 1
+                counts["rows"] = start + len(chunk)
+                if last:
+                    period = gdf["period"].iloc[0] if len(gdf) else None
+                    db.execute("INSERT INTO imports VALUES (?,?,?,?,?,?,?)",
+                               (sha, str(path), period, _now(), counts["added"], counts["linked"], counts["rereview"]))
+                    db.execute("DELETE FROM meta WHERE key=?", (key,))
                 else:
-                    prev_id, prev_area, prev_class, prev_state = match
-                    grew = (geom.area - prev_area) / max(prev_area, 1e-9)
-                    changed = r["class"] != prev_class
-                    if grew > self.config.regrow_share or changed:
-                        to = "pending"
-                        why = f"grew {grew:.0%}" if grew > self.config.regrow_share else f"class was {prev_class}"
-                        note = f"same case as {prev_id} ({prev_state}); {why}"
-                        rereview += 1
-                    else:
-                        to, note = "linked", f"same case as {prev_id} ({prev_state}), unchanged"
-                        linked += 1
-                append_event(db, pid, NEW, to, None, note, reviewer)
-            period = gdf["period"].iloc[0] if len(gdf) else None
-            db.execute("INSERT INTO imports VALUES (?,?,?,?,?,?,?)",
-                       (sha, str(path), period, _now(), added, linked, rereview))
-        return ImportResult(added, linked, rereview, skipped, updated=updated)
+                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                               (key, json.dumps(counts | {"classes": classes})))
+            if last:
+                break
+            start += len(chunk)
+        return ImportResult(counts["added"], counts["linked"], counts["rereview"], counts["skipped"],
+                            updated=counts["updated"])
 
-    def _match(self, db: sqlite3.Connection, geom, period: str):
-        """The most recent patch of another period that is the same place, or None."""
-        minx, miny, maxx, maxy = geom.bounds
-        rows = db.execute(
-            "SELECT p.patch_id, p.area_m2, p.class, p.geom, p.period, c.state FROM patches p "
-            "JOIN current c ON c.patch_id = p.patch_id "
-            "WHERE p.period < ? AND p.maxx >= ? AND p.minx <= ? AND p.maxy >= ? AND p.miny <= ? "
-            "ORDER BY p.period DESC, p.patch_id", (period, minx, maxx, miny, maxy)).fetchall()
-        for row in rows:
-            other = wkb.loads(row["geom"])
-            if overlap(geom, other, self.config.match_iou, self.config.match_share) > 0:
-                return row["patch_id"], other.area, row["class"], row["state"]
-        return None
+    def _plan(self, r: dict, source: str, chip_files: dict[str, str], earlier: "_Places") -> tuple:
+        """A new patch, its row of ``patches`` and the patch of an earlier period it continues (or None)."""
+        pid, geom = r["patch_id"], r["geometry"]
+        attrs = {k: _plain(v) for k, v in r.items() if k != "geometry"}
+        prev = earlier.match(geom, r["period"], self.config.match_iou, self.config.match_share)
+        record = (pid, r["period"], r["class"], r.get("change_type"), float(r["area_m2"]), float(r["area_mu"]),
+                  _plain(r.get("confidence")), r.get("admin_code"), r.get("admin_name"),
+                  _plain(r.get("centroid_lon")), _plain(r.get("centroid_lat")), *geom.bounds,
+                  json.dumps(attrs, ensure_ascii=False), wkb.dumps(geom), prev[0] if prev else None,
+                  chip_files.get(f"{pid}_before.png"), chip_files.get(f"{pid}_after.png"), source, _now())
+        return r, record, prev
+
+    def _link(self, db: sqlite3.Connection, r, prev) -> tuple[str, str | None, str]:
+        """A new patch's first state, note and count: pending (new, or a known case back for review) or linked."""
+        if prev is None:
+            return "pending", None, "added"
+        prev_id, prev_area, prev_class = prev
+        latest = _latest(db, prev_id)
+        prev_state = latest["to_state"] if latest else "?"
+        grew = (r["geometry"].area - prev_area) / max(prev_area, 1e-9)
+        if grew > self.config.regrow_share or r["class"] != prev_class:
+            why = f"grew {grew:.0%}" if grew > self.config.regrow_share else f"class was {prev_class}"
+            return "pending", f"same case as {prev_id} ({prev_state}); {why}", "rereview"
+        return "linked", f"same case as {prev_id} ({prev_state}), unchanged", "linked"
 
     def issued(self, period: str, crs=None) -> list[Issued]:
         """The ids the ledger holds for ``period`` with their places (in ``crs``), to issue ids with
@@ -259,10 +361,10 @@ class Ledger:
 
     # ------------------------------------------------------------------ reading
     def state(self, patch_id: str) -> str:
-        row = self.db.execute("SELECT state FROM current WHERE patch_id=?", (patch_id,)).fetchone()
+        row = _latest(self.db, patch_id)
         if row is None:
             raise LedgerError(f"{self.path}: no patch '{patch_id}'; list them with 'satcheck review list {self.path}'")
-        return row[0]
+        return row["to_state"]
 
     def patches(self, period: str | None = None, cls: str | None = None, state: str | None = None,
                 admin: str | None = None, min_area: float | None = None) -> list[dict]:
@@ -314,15 +416,35 @@ class Ledger:
         if not reviewer:
             raise TransitionError(f"{patch_id}: a decision needs a reviewer name (--by)")
         with self._tx() as db:
-            row = db.execute("SELECT state, reviewer, at FROM current WHERE patch_id=?", (patch_id,)).fetchone()
-            if row is None:
-                raise LedgerError(f"{self.path}: no patch '{patch_id}'")
-            current = row["state"]
-            if expected is not None and current != expected:
-                raise ConflictError(f"{patch_id}: {row['reviewer']} set it to {current} at {row['at']} after you "
-                                    f"opened it as {expected}; reload and decide again")
-            check(patch_id, current, to, reason, self.reasons)
-            return append_event(db, patch_id, current, to, reason or None, note or None, reviewer)
+            return self._decide(db, patch_id, to, reviewer, reason, note, expected)
+
+    def decide_many(self, patch_ids: list[str], to: str, reviewer: str, reason: str | None = None,
+                    note: str | None = None) -> list[Event]:
+        """The same decision on several patches in one transaction: all of them, or none if any cannot be
+        decided (an unknown id, a decision its state does not allow); an id given twice is decided once."""
+        if not reviewer:
+            raise TransitionError("a decision needs a reviewer name (--by)")
+        ids = list(dict.fromkeys(patch_ids))
+        with self._tx() as db:
+            events = []
+            for pid in ids:
+                try:
+                    events.append(self._decide(db, pid, to, reviewer, reason, note))
+                except SatcheckError as exc:
+                    raise _none_applied(exc, len(ids)) from None
+            return events
+
+    def _decide(self, db: sqlite3.Connection, patch_id: str, to: str, reviewer: str, reason: str | None,
+                note: str | None, expected: str | None = None) -> Event:
+        row = _latest(db, patch_id)
+        if row is None:
+            raise LedgerError(f"{self.path}: no patch '{patch_id}'; list them with 'satcheck review list {self.path}'")
+        current = row["to_state"]
+        if expected is not None and current != expected:
+            raise ConflictError(f"{patch_id}: {row['reviewer']} set it to {current} at {row['at']} after you "
+                                f"opened it as {expected}; reload and decide again")
+        check(patch_id, current, to, reason, self.reasons)
+        return append_event(db, patch_id, current, to, reason or None, note or None, reviewer)
 
     def bulk(self, csv_path: str | Path, reviewer: str) -> list[Event]:
         """Decisions from a CSV (patch_id, decision, reason, note): all or nothing.
@@ -374,14 +496,56 @@ class Ledger:
         return sum(s not in ("pending", "deferred") for s in states), len(states)
 
 
+class _Places:
+    """The ledger's patches of periods before ``period`` in a spatial index: what a new patch may continue."""
+
+    def __init__(self, db: sqlite3.Connection, period: str | None):
+        rows = [] if period is None else db.execute(
+            "SELECT patch_id, period, class, geom FROM patches WHERE period < ?", (period,)).fetchall()
+        # The most recent period first, then by id: the patch a new one continues when several are the same place.
+        rows.sort(key=lambda r: r["patch_id"])
+        rows.sort(key=lambda r: r["period"], reverse=True)
+        self.rows = rows
+        self.geoms = [wkb.loads(r["geom"]) for r in rows]
+        self.tree = shapely.STRtree(self.geoms) if rows else None
+
+    def match(self, geom, period: str, match_iou: float, match_share: float) -> tuple[str, float, str] | None:
+        """(patch_id, area, class) of the most recent patch of an earlier period that is the same place, or None."""
+        if self.tree is None:
+            return None
+        for j in sorted(self.tree.query(geom)):
+            row, other = self.rows[j], self.geoms[j]
+            if row["period"] < period and overlap(geom, other, match_iou, match_share) > 0:
+                return row["patch_id"], other.area, row["class"]
+        return None
+
+
+class _ChipNames(dict):
+    """File name in the chips folder -> the path the ledger stores for it; None for a chip the run did not make."""
+
+    def __init__(self, names: set[str], stored_dir: str):
+        super().__init__()
+        self.names, self.dir = names, stored_dir
+
+    def get(self, name: str, default=None):
+        return f"{self.dir}/{name}" if name in self.names else default
+
+
+def _records(gdf: gpd.GeoDataFrame) -> list[dict]:
+    """The rows of a patch file as dicts, each with its ``geometry`` (much faster than ``iterrows``)."""
+    plain = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
+    return [rec | {"geometry": g} for rec, g in zip(plain.to_dict("records"), gdf.geometry)]
+
+
 def _refresh(db: sqlite3.Connection, pid: str, r, path: Path, ledger: Path) -> bool:
     """Give a known patch that is still as imported (pending, no decision) the file's outline and attributes."""
-    row = db.execute("SELECT p.attrs, c.state, (SELECT COUNT(*) FROM events e WHERE e.patch_id = p.patch_id) AS n "
-                     "FROM patches p JOIN current c ON c.patch_id = p.patch_id WHERE p.patch_id=?", (pid,)).fetchone()
+    row = db.execute("SELECT p.attrs, (SELECT COUNT(*) FROM events e WHERE e.patch_id = p.patch_id) AS n "
+                     "FROM patches p WHERE p.patch_id=?", (pid,)).fetchone()
     attrs = json.dumps({k: _plain(v) for k, v in r.items() if k != "geometry"}, ensure_ascii=False)
-    if row["state"] != "pending" or row["n"] != 1 or row["attrs"] == attrs:
+    latest = _latest(db, pid)
+    if latest is None or latest["to_state"] != "pending" or row["n"] != 1 or row["attrs"] == attrs:
         return False
-    geom = r.geometry
+    geom = r["geometry"]
     db.execute("UPDATE patches SET class=?, change_type=?, area_m2=?, area_mu=?, confidence=?, admin_code=?, "
                "admin_name=?, centroid_lon=?, centroid_lat=?, minx=?, miny=?, maxx=?, maxy=?, attrs=?, geom=?, "
                "source=? WHERE patch_id=?",
@@ -389,6 +553,51 @@ def _refresh(db: sqlite3.Connection, pid: str, r, path: Path, ledger: Path) -> b
                 r.get("admin_code"), r.get("admin_name"), _plain(r.get("centroid_lon")), _plain(r.get("centroid_lat")),
                 *geom.bounds, attrs, wkb.dumps(geom), stored(path, ledger), pid))
     return True
+
+
+def _none_applied(exc: SatcheckError, n: int) -> SatcheckError:
+    """``exc`` of one patch of a decision on ``n`` (the transaction rolled back), saying that none was applied."""
+    if n == 1:
+        return exc
+    try:
+        return type(exc)(f"{exc}; none of the {n} decisions was applied")
+    except TypeError:  # an error type with other arguments
+        return TransitionError(f"{exc}; none of the {n} decisions was applied")
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _schema(db: sqlite3.Connection) -> dict[str, tuple[str, set[str]]]:
+    """Tables, views and triggers of a database: name -> (kind, column names)."""
+    out = {}
+    for kind, name in db.execute("SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view', 'trigger') "
+                                 "AND name NOT LIKE 'sqlite_%'").fetchall():
+        cols = set() if kind == "trigger" else {r[1] for r in db.execute(f'PRAGMA table_info("{name}")')}
+        out[name] = (kind, cols)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _expected_schema() -> dict[str, tuple[str, set[str]]]:
+    """What :data:`MIGRATIONS` make, from an empty database in memory."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for v in range(1, SCHEMA_VERSION + 1):
+            for stmt in _statements(MIGRATIONS[v]):
+                db.execute(stmt)
+        return _schema(db)
+    finally:
+        db.close()
+
+
+def _latest(db: sqlite3.Connection, patch_id: str) -> sqlite3.Row | None:
+    """A patch's latest event (its current state), by the events index; None: no such patch.
+
+    The ``current`` view groups every event of the ledger; this reads one patch's.
+    """
+    return db.execute("SELECT * FROM events WHERE patch_id=? ORDER BY id DESC LIMIT 1", (patch_id,)).fetchone()
 
 
 def _statements(script: str) -> list[str]:

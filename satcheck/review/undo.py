@@ -7,7 +7,8 @@ undone, so pressing ``u`` twice does not redo); an import (the first event of a 
 
 from __future__ import annotations
 
-from satcheck.review.ledger import Event, Ledger, LedgerError, append_event
+from satcheck.errors import SatcheckError
+from satcheck.review.ledger import Event, Ledger, LedgerError, _none_applied, append_event
 from satcheck.review.states import NEW, ConflictError, TransitionError
 
 UNDO = "undo"  # the reason recorded on an event that undoes a decision
@@ -48,15 +49,36 @@ def reopen(lg: Ledger, patch_id: str, reviewer: str, note: str | None = None,
     if not reviewer:
         raise TransitionError(f"{patch_id}: an undo needs a reviewer name (--by)")
     with lg._tx() as db:
-        rows = db.execute("SELECT * FROM events WHERE patch_id=? ORDER BY id", (patch_id,)).fetchall()
-        if not rows:
-            raise LedgerError(f"{lg.path}: no patch '{patch_id}'; list them with 'satcheck review list {lg.path}'")
-        history = [Event(**dict(r)) for r in rows]
-        last = history[-1]
-        current = last.to_state
-        if expected is not None and current != expected:
-            raise ConflictError(f"{patch_id}: {last.reviewer} set it to {current} at {last.at} after you "
-                                f"opened it as {expected}; reload and decide again")
-        target = undo_target(patch_id, history, str(lg.path))
-        # The reason 'undo' says what happened, in any language.
-        return append_event(db, patch_id, current, target.from_state, UNDO, note or None, reviewer), target
+        return _reopen(lg, db, patch_id, reviewer, note, expected)
+
+
+def reopen_many(lg: Ledger, patch_ids: list[str], reviewer: str, note: str | None = None) -> list[tuple[Event, Event]]:
+    """Undo the latest decision on each of ``patch_ids`` in one transaction: all of them, or none if any cannot
+    be undone; an id given twice is undone once."""
+    if not reviewer:
+        raise TransitionError("an undo needs a reviewer name (--by)")
+    ids = list(dict.fromkeys(patch_ids))
+    with lg._tx() as db:
+        done = []
+        for pid in ids:
+            try:
+                done.append(_reopen(lg, db, pid, reviewer, note))
+            except SatcheckError as exc:
+                raise _none_applied(exc, len(ids)) from None
+        return done
+
+
+def _reopen(lg: Ledger, db, patch_id: str, reviewer: str, note: str | None,
+            expected: str | None = None) -> tuple[Event, Event]:
+    rows = db.execute("SELECT * FROM events WHERE patch_id=? ORDER BY id", (patch_id,)).fetchall()
+    if not rows:
+        raise LedgerError(f"{lg.path}: no patch '{patch_id}'; list them with 'satcheck review list {lg.path}'")
+    history = [Event(**dict(r)) for r in rows]
+    last = history[-1]
+    current = last.to_state
+    if expected is not None and current != expected:
+        raise ConflictError(f"{patch_id}: {last.reviewer} set it to {current} at {last.at} after you "
+                            f"opened it as {expected}; reload and decide again")
+    target = undo_target(patch_id, history, str(lg.path))
+    # The reason 'undo' says what happened, in any language.
+    return append_event(db, patch_id, current, target.from_state, UNDO, note or None, reviewer), target
