@@ -235,23 +235,47 @@ def load_rules(folder: str | Path | None, crs, cfg: RulesConfig) -> RuleLayers:
         _check_geometry(gdf, path, name)
         gdf = _repair(gdf, path, rules.problems)
         rules.sources[name] = str(path)
-        if name == "farmland":
-            gdf = _farmland(_columns(gdf, path, cfg.farmland.model_dump(), "farmland", ("class_code",)), path, cfg,
-                            rules.problems)
-        elif name == "admin":
-            gdf = _columns(gdf, path, cfg.admin.model_dump(), "admin", ("code",))
-            gdf["code"] = _admin_codes(gdf["code"], path, cfg.admin.code)
-        elif name == "mining_permits":
-            gdf = _columns(gdf, path, cfg.mining_permits.model_dump(), "mining_permits",
-                           ("permit_no", "valid_from", "valid_to"))
-            gdf["valid_from"] = _dates(gdf["valid_from"], path, cfg.mining_permits.valid_from)
-            gdf["valid_to"] = _dates(gdf["valid_to"], path, cfg.mining_permits.valid_to)
-        elif name == "approved_land":
-            gdf = _columns(gdf, path, cfg.approved_land.model_dump(), "approved_land", ("approval_no",))
-        setattr(rules, name, gdf.reset_index(drop=True))
+        setattr(rules, name, _attributes(name, gdf, path, cfg, rules.problems).reset_index(drop=True))
     if not rules.sources:
         raise _no_layers(folder)
     return rules
+
+
+def _attributes(name: str, gdf: gpd.GeoDataFrame, path: Path, cfg: RulesConfig, problems: list[str]) -> gpd.GeoDataFrame:
+    """The layer with its attributes under satcheck's names, codes and dates parsed; bad values are errors."""
+    if name == "farmland":
+        return _farmland(_columns(gdf, path, cfg.farmland.model_dump(), "farmland", ("class_code",)), path, cfg,
+                         problems)
+    if name == "admin":
+        gdf = _columns(gdf, path, cfg.admin.model_dump(), "admin", ("code",))
+        gdf["code"] = _admin_codes(gdf["code"], path, cfg.admin.code)
+    elif name == "mining_permits":
+        gdf = _columns(gdf, path, cfg.mining_permits.model_dump(), "mining_permits",
+                       ("permit_no", "valid_from", "valid_to"))
+        gdf["valid_from"] = _dates(gdf["valid_from"], path, cfg.mining_permits.valid_from)
+        gdf["valid_to"] = _dates(gdf["valid_to"], path, cfg.mining_permits.valid_to)
+    elif name == "approved_land":
+        gdf = _columns(gdf, path, cfg.approved_land.model_dump(), "approved_land", ("approval_no",))
+    return gdf
+
+
+def check_attributes(folder: str | Path | None, cfg: RulesConfig) -> None:
+    """The checks :func:`load_rules` makes of attributes (missing columns, land-class and admin codes, dates),
+    made from the attribute tables alone, so a bad layer fails before any tile is read rather than after."""
+    import pyogrio
+
+    if folder is None or not Path(folder).is_dir():
+        return
+    for name in LAYERS:
+        path = find_layer(Path(folder), name)
+        if path is None:
+            continue
+        try:
+            table = pyogrio.read_dataframe(path, read_geometry=False)
+        except Exception as exc:  # pyogrio raises DataSourceError and friends
+            raise RuleLayerError(f"{path}: cannot be read as a vector layer ({type(exc).__name__}); "
+                                 "export it as GeoPackage, Shapefile or GeoJSON") from None
+        _attributes(name, gpd.GeoDataFrame(table, geometry=[None] * len(table)), path, cfg, [])
 
 
 def check_fit(folder: str | Path | None, footprint, crs, imagery_crs, allow_partial: bool = False) -> list[str]:

@@ -134,6 +134,7 @@ def test_all_null_class_codes_are_an_error(site):
     gpd.GeoDataFrame({"DLBM": [None], "DLMC": ["水田"]}, geometry=[box(x0, y0 - 288, x0 + 288, y0)],
                      crs=CRS).to_file(site / "rules" / "farmland.gpkg")
     _one_line_error(_run_site(site), "farmland.gpkg", "'DLBM' is empty in every feature", "rules.farmland.class_code")
+    assert not (site / "out" / "changes.gpkg").exists()  # found from the attribute table, before any tile is read
     assert not (site / "out" / "patches.gpkg").exists()
 
 
@@ -187,7 +188,7 @@ def test_admin_code_that_is_no_code_is_an_error(site):
     _admin(site, [12, 360822])
     _one_line_error(_run_site(site), "admin.gpkg", "'XZQDM' of feature id 0 is '12'", "6-, 9- or 12-digit",
                     "leading zeros")
-    assert not (site / "out" / "patches.gpkg").exists()
+    assert not (site / "out" / "changes.gpkg").exists()
 
 
 # ------------------------------------------------------------------------------------------- configuration

@@ -21,7 +21,7 @@ from satcheck.detect import get_detector
 from satcheck.detect.polygons import Piece, merge_pieces
 from satcheck.errors import OutputError
 from satcheck.progress import Progress, report
-from satcheck.rules import check_fit
+from satcheck.rules import check_attributes, check_fit
 from satcheck.tiles import find_tiles, open_tile
 
 
@@ -88,6 +88,7 @@ def check_rules(rules: str | Path | None, pairs: list[Pair], config: RunConfig) 
     if rules is not None:
         crs = output_crs(pairs, config)
         check_fit(rules, imagery_footprint(pairs, crs), crs, pairs[0].after.crs, config.rules.allow_partial)
+        check_attributes(rules, config.rules)
 
 
 def make_outdir(out: Path) -> None:
