@@ -3,11 +3,43 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from satcheck.errors import OutputError, SatcheckError
+
+# Errors of the place written to, not of what is written: a one-line OutputError naming the file.
+_PLACE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR}
+
+
+def cannot_write(path: str | os.PathLike, exc: OSError) -> OutputError:
+    """``exc`` (writing ``path``) as one line saying what to do."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free some space, or choose another --out"
+    else:
+        hint = "choose a writable folder, or make this one writable"
+    return OutputError(f"{path}: cannot be written ({why}); {hint}")
+
+
+def _place_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and not isinstance(exc, SatcheckError) and exc.errno in _PLACE_ERRNOS
+
+
+def make_dirs(folder: str | os.PathLike) -> Path:
+    """``folder`` and its parents, or an :class:`OutputError` saying why it cannot be made."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if isinstance(exc, SatcheckError):
+            raise
+        raise cannot_write(folder, exc) from None
+    return folder
 
 
 @contextlib.contextmanager
@@ -19,18 +51,23 @@ def atomic_path(final: str | os.PathLike, *, suffix: str | None = None) -> Itera
     is left as it was.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(final.parent)
     ext = suffix if suffix is not None else "".join(final.suffixes[-1:])
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{ext}", dir=final.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{ext}", dir=final.parent)
+    except OSError as exc:
+        raise cannot_write(final, exc) from None
     os.close(fd)
     os.unlink(tmp)  # drivers such as GPKG refuse to open an existing empty file
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
+        if _place_error(exc):  # a full disk, a read-only folder: one line, not a traceback
+            raise cannot_write(final, exc) from None
         raise
 
 
@@ -38,13 +75,19 @@ def atomic_path(final: str | os.PathLike, *, suffix: str | None = None) -> Itera
 def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Like :func:`atomic_path` for a folder of files (e.g. a Shapefile set)."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    make_dirs(final.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    except OSError as exc:
+        raise cannot_write(final, exc) from None
     try:
         yield tmp
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _place_error(exc):
+            raise cannot_write(final, exc) from None
         raise
+

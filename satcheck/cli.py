@@ -300,17 +300,16 @@ def score(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Object recall and false polygons per km² of a run against known changes."""
-    import geopandas as gpd
+    from satcheck.scoring import read_vector, score_objects
 
-    from satcheck.scoring import score_objects
-
-    for p in (result, truth):
-        if not p.is_file():
-            raise fail(SatcheckError(f"{p}: not found; pass a vector file"))
-    pred = gpd.read_file(result)
-    true = gpd.read_file(truth).to_crs(pred.crs) if len(pred) else gpd.read_file(truth)
-    run_json = result.parent / "run.json"
-    area = json.loads(run_json.read_text())["area_km2"] if run_json.exists() else float(true.total_bounds[2:].sum())
+    try:
+        pred = read_vector(result, "run's changes or patches")
+        true = read_vector(truth, "true changes")
+        if len(pred) and len(true):
+            true = true.to_crs(pred.crs)
+        area = _run_area(result.parent / "run.json", true)
+    except SatcheckError as exc:
+        raise fail(exc) from None
     s = score_objects(pred, true, area, min_truth_m2=min_area, min_pred_m2=min_area, iou=iou)
     d = {"truths": s.truths, "found": s.found, "recall": s.recall, "false_polygons": s.false_objects,
          "false_per_km2": round(s.false_per_km2, 3), "area_km2": area, "type_correct": s.type_correct}
@@ -320,6 +319,19 @@ def score(
     out.print(f"recall {s.found}/{s.truths} = {s.recall:.2f} (IoU ≥ {iou}, ≥ {min_area:.0f} m²); "
               f"false polygons {s.false_objects} = {s.false_per_km2:.2f} per km² over {area} km²"
               + (f"; change type right for {s.type_correct:.0%}" if s.type_correct is not None else ""))
+
+
+def _run_area(run_json: Path, true) -> float:
+    """The area a run covered (km², from its run.json), else the truth's bounds' sum as before."""
+    from satcheck.scoring import ScoreInputError
+
+    if not run_json.exists():
+        return float(true.total_bounds[2:].sum())
+    try:
+        return float(json.loads(run_json.read_text(encoding="utf-8"))["area_km2"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ScoreInputError(f"{run_json}: not a run summary ({type(exc).__name__}: {str(exc)[:120]}); remove it or "
+                            "write the run again") from None
 
 
 @app.command()

@@ -215,10 +215,10 @@ def stats(ledger: Path = LEDGER, as_json: bool = typer.Option(False, "--json"),
     try:
         with _open(ledger, config) as lg:
             s = compute(lg)
+        if chart:
+            make_chart(s, chart)
     except SatcheckError as exc:
         raise fail(exc) from None
-    if chart:
-        make_chart(s, chart)
     if as_json:
         typer.echo(json.dumps(s, ensure_ascii=False))
         return

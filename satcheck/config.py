@@ -292,6 +292,11 @@ def load_yaml(path: str | os.PathLike) -> object:
         raise ConfigError(f"{p}: config file not found; pass an existing YAML file")
     try:
         return yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}; saved as "
+                          "GBK?); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot be read ({exc.strerror or exc}); check the file and its permissions") from None
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         at = f" at line {line + 1}" if line is not None else ""

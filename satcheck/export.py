@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 import geopandas as gpd
 import pandas as pd
 
-from satcheck.atomic import atomic_dir, atomic_path
+from satcheck.atomic import atomic_dir, atomic_path, make_dirs
 from satcheck.errors import OutputError
 from satcheck.labels import REVIEW_FIELDS, default_reasons_zh, display
 from satcheck.patches import PATCH_FIELDS
@@ -193,7 +193,7 @@ def write_all(patches: gpd.GeoDataFrame, out: str | Path, formats: tuple[str, ..
     if not stem or stem in (".", "..") or any(c in stem for c in "/\\\0") or stem != stem.strip():
         raise OutputError(f"{stem!r}: not a file name (--name is the name of the files written in {out}, without a "
                           "folder or extension); pass a plain name such as 'patches_2026_10'")
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     written = {}
     for fmt in formats:
         path = out / f"{stem}.{fmt}"

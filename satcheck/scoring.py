@@ -7,7 +7,30 @@ from dataclasses import dataclass
 import geopandas as gpd
 import numpy as np
 
+from satcheck.errors import SatcheckError
 from satcheck.rules import rule_kind
+
+
+class ScoreInputError(SatcheckError, ValueError):
+    """A file given to ``satcheck score`` cannot be used: not vector data, no CRS, a damaged run.json."""
+
+
+def read_vector(path, what: str) -> gpd.GeoDataFrame:
+    """The polygons of ``path`` (``what``: how the command names it), or a one-line :class:`ScoreInputError`."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise ScoreInputError(f"{p}: not found; pass the {what} as a vector file (GeoPackage, GeoJSON, Shapefile)")
+    try:
+        gdf = gpd.read_file(p)
+    except Exception as exc:  # pyogrio raises several types for a file it cannot read
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ScoreInputError(f"{p}: not a vector file ({why}); pass the {what} as a GeoPackage, GeoJSON or "
+                              "Shapefile") from None
+    if len(gdf) and gdf.crs is None:
+        raise ScoreInputError(f"{p}: has no CRS, so it cannot be compared; give the {what} a CRS")
+    return gdf
 
 
 @dataclass(frozen=True)

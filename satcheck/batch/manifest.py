@@ -124,12 +124,26 @@ def resolve_tiles(ts: TileSet) -> list[Path]:
 def _stac_tiles(path: Path, asset: str | None) -> list[Path]:
     import pystac
 
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("type") == "FeatureCollection":
-        items = list(pystac.ItemCollection.from_dict(data))
-    else:
-        cat = pystac.read_file(str(path))
-        items = list(cat.get_items(recursive=True)) if hasattr(cat, "get_items") else [cat]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise TileReadError(f"{path}: not UTF-8 text, so not a STAC file; pass a STAC catalog, item or item "
+                            "collection (JSON)") from None
+    except json.JSONDecodeError as exc:
+        raise TileReadError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); the file "
+                            "looks truncated or damaged: download or write it again") from None
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        if data.get("type") == "FeatureCollection":
+            items = list(pystac.ItemCollection.from_dict(data))
+        else:
+            cat = pystac.read_file(str(path))
+            items = list(cat.get_items(recursive=True)) if hasattr(cat, "get_items") else [cat]
+    except (pystac.STACError, KeyError, TypeError, ValueError, AttributeError, OSError) as exc:
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise TileReadError(f"{path}: not a STAC catalog, item or item collection ({why}); fix the file or "
+                            "'before:' / 'after:' in the manifest") from None
     out = []
     for item in items:
         assets = item.assets

@@ -38,6 +38,13 @@ from satcheck.progress import Progress, report
 from satcheck.provider_masks import provider_files
 from satcheck.tiles import TileInfo, open_tile
 
+SCHEDULER_TIMEOUT_S = 20.0  # how long --scheduler waits for the Dask scheduler to answer
+
+
+class SchedulerError(SatcheckError, ConnectionError):
+    """The Dask scheduler of --scheduler cannot be reached, or went away."""
+
+
 # Told of each tile as it is done or fails: {"tile", "done", "failed", "todo", "pixels", "seconds", "error"};
 # done + failed counts the tiles settled so far, never more than todo.
 TileProgress = Callable[[dict], None]
@@ -247,7 +254,7 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
                               + (m.ledger or "").encode() + same_threads.model_dump_json().encode()).hexdigest()[:20]
     state_path = out / "batch.json"
     if not force and state_path.exists() and not failed:
-        state = json.loads(state_path.read_text())
+        state = _read_state(state_path, log)
         if state.get("state") == "complete" and state.get("fingerprint") == batch_fp and all(is_done(t) for t in tasks):
             log("already_complete", fingerprint=batch_fp)
             return BatchResult(m, len(tasks), 0, len(tasks), {}, None, time.perf_counter() - t0, already_complete=True,
@@ -331,6 +338,24 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
                        pixels_now=pixels_now)
 
 
+def _read_state(path: Path, log: JsonLog) -> dict:
+    """batch.json, or {} when it cannot be read (damaged, cut short by a full disk).
+
+    It only says that the merge of a batch finished; every tile's own ``done.json`` says what is done. A damaged
+    one is therefore rebuilt from what is on disk: the tiles done are skipped, the merge (cheap, idempotent) runs
+    again and writes batch.json anew, so no rerun fails on it and nobody has to delete it by hand.
+    """
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log("state_unreadable", path=str(path), error=f"{type(exc).__name__}: {exc}", action="rebuilt from the tiles")
+        return {}
+    if not isinstance(state, dict):
+        log("state_unreadable", path=str(path), error=f"a JSON {type(state).__name__}", action="rebuilt from the tiles")
+        return {}
+    return state
+
+
 def _tile_settings(cfg: RunConfig) -> str:
     """The part of the configuration a tile's results depend on, as JSON (its fingerprint)."""
     data = cfg.model_dump(mode="json")
@@ -352,13 +377,7 @@ def _execute(tasks: list[TileTask], workers: int, scheduler: str | None):
     if not tasks:
         return
     if scheduler:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
-
-        with Client(scheduler) as client:
-            futures = client.map(run_tile, tasks, pure=False, key=[f"satcheck-tile-{t.name}-{t.fingerprint}" for t in tasks])
-            for fut in dask_completed(futures):
-                yield fut.result()
+        yield from _execute_dask(tasks, scheduler)
         return
     if workers == 1:
         for t in tasks:
@@ -368,3 +387,26 @@ def _execute(tasks: list[TileTask], workers: int, scheduler: str | None):
         futs = [pool.submit(run_tile, t) for t in tasks]
         for f in as_completed(futs):
             yield f.result()
+
+
+def _execute_dask(tasks: list[TileTask], scheduler: str):
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise SchedulerError(f"--scheduler {scheduler}: Dask's 'distributed' is not installed; pip install distributed, "
+                             "or leave out --scheduler to run on local processes") from None
+    try:
+        client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise SchedulerError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({why}); start it (dask "
+                             "scheduler), check the address, or leave out --scheduler to run on local processes") from None
+    with client:
+        futures = client.map(run_tile, tasks, pure=False, key=[f"satcheck-tile-{t.name}-{t.fingerprint}" for t in tasks])
+        try:
+            for fut in dask_completed(futures):
+                yield fut.result()
+        except (OSError, TimeoutError) as exc:  # the scheduler went away mid-batch (CommClosedError is an OSError)
+            raise SchedulerError(f"--scheduler {scheduler}: lost the Dask scheduler ({type(exc).__name__}: {exc}); "
+                                 "run the batch again: the tiles already done are kept") from None

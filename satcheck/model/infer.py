@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import warnings
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from satcheck.atomic import atomic_path
 from satcheck.errors import ConfigError
 from satcheck.model.network import IN_CHANNELS, ChangeNet
-from satcheck.model.runtime import ONNX_OPSET, OnnxPredictor, TiledPredictor, choose_engine, onnx_cache_path
+from satcheck.model.runtime import ONNX_OPSET, OnnxPredictor, TiledPredictor, cache_record, choose_engine, onnx_cache_path
 from satcheck.model.weights import load_weights
 
 
@@ -55,9 +54,10 @@ def cache_onnx(weights: Path) -> tuple[Path | bytes, dict]:
     path = onnx_cache_path(weights)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Metadata first: a graph without it is not a cache hit, so a reader never sees half an entry.
+        # The record first: it holds the graph's size and digest, so a graph not (or not wholly) written after it
+        # is no cache hit, and a reader never takes half an entry (runtime.cached_onnx).
         with atomic_path(path.with_suffix(".json")) as tmp:
-            tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+            tmp.write_text(cache_record(graph, meta), encoding="utf-8")
         with atomic_path(path) as tmp:
             tmp.write_bytes(graph)
     except OSError:

@@ -96,15 +96,35 @@ def onnx_cache_path(weights: Path) -> Path:
 
 
 def cached_onnx(weights: Path) -> tuple[Path, dict] | None:
-    """The exported graph of ``weights`` and their metadata, if an earlier run cached them."""
+    """The exported graph of ``weights`` and their metadata, if an earlier run cached them whole.
+
+    The entry's record (``.json``) holds the graph's size and digest: a graph cut short (a full disk, a copy
+    that stopped) or damaged is no hit, so the caller exports it again and the entry heals itself. Entries of
+    before the record held them are exported again once.
+    """
     graph = onnx_cache_path(weights)
-    meta = graph.with_suffix(".json")
-    if not (graph.is_file() and meta.is_file()):
+    record = graph.with_suffix(".json")
+    if not (graph.is_file() and record.is_file()):
         return None
     try:
-        return graph, json.loads(meta.read_text(encoding="utf-8"))
+        entry = json.loads(record.read_text(encoding="utf-8"))
+        if not (isinstance(entry, dict) and isinstance(entry.get("meta"), dict)):
+            return None
+        if graph.stat().st_size != entry.get("graph_bytes") or graph_digest(graph.read_bytes()) != entry.get("graph_sha256"):
+            return None
+        return graph, entry["meta"]
     except (OSError, ValueError):
         return None
+
+
+def graph_digest(graph: bytes) -> str:
+    return hashlib.sha256(graph).hexdigest()
+
+
+def cache_record(graph: bytes, meta: dict) -> str:
+    """The ``.json`` of a cache entry: the weights' metadata, and the graph's size and digest to check it by."""
+    return json.dumps({"meta": meta, "graph_bytes": len(graph), "graph_sha256": graph_digest(graph)},
+                      ensure_ascii=False)
 
 
 # ----------------------------------------------------------------------------- tiling

@@ -79,6 +79,13 @@ def load_weights(path: str | Path) -> tuple[ChangeNet, dict]:
         raise ModelError(f"{path}: {held} NaN or infinity (first '{broken[0]}'): the training diverged; retrain "
                          "(e.g. with a lower learning rate) or use other weights")
     model.eval()
-    meta = json.loads(payload.get("meta_json", "{}"))
+    try:
+        meta = json.loads(payload.get("meta_json", "{}"))
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: the weights' record (meta_json) is not valid JSON ({str(exc)[:120]}); the file is "
+                         "damaged: retrain or re-download it") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: the weights' record (meta_json) is a JSON {type(meta).__name__}, not an object; "
+                         "the file is damaged: retrain or re-download it")
     meta["outputs"] = list(model.outputs)  # what the logits mean, for engines that never see the network
     return model, meta
