@@ -91,3 +91,29 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
             raise cannot_write(final, exc) from None
         raise
 
+
+def is_leftover(name: str, prefix: str = ".") -> bool:
+    """A temporary name of :func:`atomic_path` / :func:`atomic_dir` (``.NAME.XXXX.part…``), a probability
+    scratch file (``.TILE.XXXX.scratch.tif``) or the Shapefile staging folder (``.patches.shp.d``): what a
+    process killed while writing leaves behind."""
+    return name.startswith(prefix) and (".part" in name or name.endswith((".scratch.tif", ".shp.d")))
+
+
+def remove_leftovers(folders, prefix: str = ".") -> int:
+    """Remove what :func:`is_leftover` names in ``folders`` (files and folders); returns how many.
+
+    Only for folders one process writes at a time (an output folder of ``satcheck run`` or ``batch``).
+    """
+    n = 0
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            continue
+        for f in folder.iterdir():
+            if is_leftover(f.name, prefix):
+                if f.is_dir() and not f.is_symlink():
+                    shutil.rmtree(f, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        f.unlink()
+                n += 1
+    return n

@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,7 +27,7 @@ from typing import Callable
 from rasterio.windows import Window
 
 from satcheck.align import Pair, pair_tiles, pair_warnings
-from satcheck.atomic import atomic_path
+from satcheck.atomic import atomic_path, remove_leftovers
 from satcheck.batch.manifest import Manifest, load_manifest, resolve_tiles
 from satcheck.batch.pipeline import RunResult, check_rules, finish, make_outdir, output_crs
 from satcheck.batch.tile import detect_pair, read_pieces, write_pieces
@@ -186,15 +185,7 @@ class JsonLog:
 
 
 def _remove_temporaries(folders: list[Path], prefix: str) -> None:
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for f in folder.iterdir():
-            if f.name.startswith(prefix) and (".part" in f.name or f.name.endswith(".scratch.tif")):
-                if f.is_dir():
-                    shutil.rmtree(f, ignore_errors=True)
-                else:
-                    f.unlink(missing_ok=True)
+    remove_leftovers(folders, prefix)
 
 
 def _open_all(paths: list[Path], order: list[int] | None, failed: dict[str, str], log: JsonLog) -> list[TileInfo]:
@@ -260,8 +251,9 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
             return BatchResult(m, len(tasks), 0, len(tasks), {}, None, time.perf_counter() - t0, already_complete=True,
                                log=str(log.path), workers=_describe(n_workers, scheduler))
     todo = [t for t in tasks if force or not is_done(t)]
-    # Merge outputs of a run killed while it wrote them (one batch per output folder at a time).
-    _remove_temporaries([out, out / "chips"], ".")
+    # Merge outputs and probability scratch copies of a run killed while it wrote them (one batch per output
+    # folder at a time).
+    _remove_temporaries([out, out / "chips", out / "probability"], ".")
     log("batch_start", period=m.period, tiles=len(tasks), todo=len(todo), workers=n_workers, scheduler=scheduler)
     pixels_now = 0
     done_now = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
     dst = scratch = None
     if prob_path is not None and config.output.probability_cog:
         prob_path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_scratch(prob_path)
         fd, name = tempfile.mkstemp(prefix=f".{prob_path.stem}.", suffix=".scratch.tif", dir=prob_path.parent)
         os.close(fd)
         scratch = Path(name)
@@ -115,6 +117,15 @@ def detect_pair(pair: Pair, detector, config: RunConfig, prob_path: Path | None,
     share = n_masked / max(pair.pixels, 1)
     return TileResult(pair.name, pieces, pair.pixels, n_masked, shifts, warning, windows, nodata=n_nodata,
                       mask_warning=mask_warning(pair.after.path.name, share, config.masks))
+
+
+def _remove_stale_scratch(prob_path: Path) -> None:
+    """Scratch copies of this tile's probability that a killed process left (``.STEM.XXXXXXXX.scratch.tif``, as
+    :func:`tempfile.mkstemp` names them); a tile is scored by one process at a time."""
+    own = re.compile(re.escape(f".{prob_path.stem}.") + r"[A-Za-z0-9_]{8}\.scratch\.tif")
+    for f in prob_path.parent.iterdir():
+        if own.fullmatch(f.name):
+            f.unlink(missing_ok=True)
 
 
 def reproject_pieces(pieces: list[Piece], src, dst) -> list[Piece]:
