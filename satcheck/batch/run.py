@@ -16,6 +16,9 @@ import datetime as dt
 import hashlib
 import json
 import os
+import signal
+import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -157,6 +160,37 @@ def run_tile(task: TileTask) -> dict:
         except OSError:
             pass
         return {"name": task.name, "error": msg, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """In a worker process (the pool's initializer): end when the batch's main process ends, kill -9 too.
+
+    Left alone, a worker of a killed batch goes on with its tile and then waits for the next, holding its memory,
+    for as long as the machine runs. On Linux the kernel kills the worker when its parent goes
+    (``PR_SET_PDEATHSIG``); elsewhere, and should that not take, a thread checks every second that the parent
+    is still the one that started it.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the worker got here
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="satcheck-watch-parent", daemon=True).start()
+
+
+def _watch_parent(parent: int, every_s: float = 1.0) -> None:
+    while True:
+        time.sleep(every_s)
+        if os.getppid() != parent:  # orphaned: adopted by init or a subreaper
+            os._exit(1)
 
 
 def _dask_worker_threads() -> int | None:
@@ -375,7 +409,8 @@ def _execute(tasks: list[TileTask], workers: int, scheduler: str | None):
         for t in tasks:
             yield run_tile(t)
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=get_context("spawn"),
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         futs = [pool.submit(run_tile, t) for t in tasks]
         for f in as_completed(futs):
             yield f.result()
