@@ -94,9 +94,15 @@ def _wrong_geometry(path: Path, name: str, kind: str, example: str = "") -> Rule
 
 
 def _check_geometry(gdf: gpd.GeoDataFrame, path: Path, name: str) -> None:
-    """Refuse a layer of points or lines: each rule is an overlap of areas, and points and lines cover none."""
+    """Refuse a layer of points or lines: each rule is an overlap of areas, and points and lines cover none.
+    A geometry collection with areas in it is replaced, in ``gdf``, by those areas."""
     geoms = gdf.geometry[~gdf.geometry.isna() & ~gdf.geometry.is_empty]
     bad = ~geoms.geom_type.isin(POLYGONAL)
+    # A collection (what clipping and overlays in GIS tools leave) counts by its areas; stray lines in it do not.
+    mixed = geoms.geom_type == "GeometryCollection"
+    if mixed.any():
+        bad[mixed] = [polygonal_part(g).is_empty for g in geoms[mixed]]
+        gdf.loc[geoms.index[mixed & ~bad], gdf.geometry.name] = [polygonal_part(g) for g in geoms[mixed & ~bad]]
     if bad.any():
         kinds = ", ".join(sorted(set(geoms.geom_type[bad])))
         raise _wrong_geometry(path, name, kinds, f" (feature id {geoms.index[bad][0]}"
