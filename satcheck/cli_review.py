@@ -252,8 +252,8 @@ def serve(ledger: Path = LEDGER, host: str = typer.Option("127.0.0.1", "--host")
           config: Optional[Path] = CONFIG) -> None:
     """Open the local review page (list, map, before/after chips, keyboard decisions, u to undo)."""
     from satcheck.config import load_config
-    from satcheck.review.server import is_loopback
     from satcheck.review.server import serve as run_server
+    from satcheck.review.web_guard import is_loopback
 
     if not is_loopback(host) and not token:
         raise typer.BadParameter(f"{host} is not a loopback address: pass --token so that only reviewers with it "

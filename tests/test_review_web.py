@@ -15,7 +15,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from satcheck.review.ledger import Ledger
-from satcheck.review.server import LIMITS, MAX_BODY, Hosts, create_app
+from satcheck.review.server import LIMITS, create_app
+from satcheck.review.web_guard import MAX_BODY, Hosts
 from tests.review_data import BASE, page_client, patch_file
 
 PID = "360821-202608-0001"

@@ -5,70 +5,41 @@ time); a patch's state is its latest event.  Triggers refuse any UPDATE or
 DELETE of events, and the tool offers no way to edit them.  Writes are
 short ``BEGIN IMMEDIATE`` transactions in WAL mode, so two reviewers on
 one ledger lose nothing, and a process killed mid-write leaves the last
-committed state.  The schema is versioned; :data:`MIGRATIONS` upgrades
-older ledgers in place.  A ledger whose tables or columns are not those of its
-schema version (damaged, or edited by hand) is refused when opened.
+committed state.  The schema is versioned (:mod:`satcheck.review.schema`
+upgrades older ledgers in place); a ledger whose tables or columns are not those
+of its schema version (damaged, or edited by hand) is refused when opened.
 
 A write waits up to :data:`BUSY_TIMEOUT_S` for another writer's lock, then fails with
-:class:`LedgerBusyError`; an import writes in transactions of :data:`IMPORT_CHUNK` patches, so decisions
-made meanwhile wait a fraction of a second, and a killed import resumes where it stopped.
+:class:`LedgerBusyError`.  Importing a run's patches is :mod:`satcheck.review.importing`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
-import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
 from pyproj import Transformer
 from shapely import wkb
 
 from satcheck.config import ReviewConfig
 from satcheck.errors import SatcheckError
-from satcheck.export import read_patches
-from satcheck.patch_ids import Issued, overlap, reproject
-from satcheck.review.identity import IdentityError, check_places  # noqa: F401 (IdentityError: for callers)
-from satcheck.review.paths import stored
-from satcheck.review.states import NEW, ConflictError, TransitionError, check
+from satcheck.patch_ids import Issued, reproject
+from satcheck.review import schema
+from satcheck.review.schema import SCHEMA_VERSION
+from satcheck.review.states import ConflictError, TransitionError, check
+
+if TYPE_CHECKING:
+    from satcheck.review.importing import ImportResult
 
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's write lock
-IMPORT_CHUNK = 200  # patches per import transaction: the write lock is held well under a second at a time
-SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE patches (
-        patch_id TEXT PRIMARY KEY, period TEXT NOT NULL, class TEXT NOT NULL, change_type TEXT,
-        area_m2 REAL NOT NULL, area_mu REAL, confidence REAL, admin_code TEXT, admin_name TEXT,
-        centroid_lon REAL, centroid_lat REAL, minx REAL, miny REAL, maxx REAL, maxy REAL,
-        attrs TEXT NOT NULL, geom BLOB NOT NULL, prev_patch_id TEXT REFERENCES patches(patch_id),
-        chip_before TEXT, chip_after TEXT, source TEXT, imported_at TEXT NOT NULL);
-    CREATE INDEX patches_period ON patches(period);
-    CREATE INDEX patches_bbox ON patches(minx, maxx, miny, maxy);
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, patch_id TEXT NOT NULL REFERENCES patches(patch_id),
-        from_state TEXT NOT NULL, to_state TEXT NOT NULL, reason TEXT, note TEXT, reviewer TEXT NOT NULL,
-        at TEXT NOT NULL);
-    CREATE INDEX events_patch ON events(patch_id, id);
-    CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
-    CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
-    CREATE TABLE imports (sha256 TEXT PRIMARY KEY, path TEXT, period TEXT, at TEXT, added INTEGER, linked INTEGER,
-                          rereview INTEGER);
-    CREATE VIEW current AS
-        SELECT e.patch_id AS patch_id, e.to_state AS state, e.at AS at, e.reviewer AS reviewer, e.reason AS reason
-        FROM events e JOIN (SELECT patch_id, MAX(id) AS id FROM events GROUP BY patch_id) m ON e.id = m.id;
-    """,
-}
 
 
 class LedgerError(SatcheckError, RuntimeError):
@@ -89,16 +60,6 @@ class Event:
     note: str | None
     reviewer: str
     at: str
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    added: int
-    linked: int
-    rereview: int
-    skipped: int
-    already_imported: bool = False
-    updated: int = 0  # known patches still as imported (pending, undecided) whose outline or attributes changed
 
 
 def _now() -> str:
@@ -191,35 +152,21 @@ class Ledger:
     def _check_schema(self) -> None:
         """Refuse a ledger whose tables, views, triggers or columns are not those of its schema version."""
         try:
-            have = _schema(self.db)
+            found = schema.problems(self.db)
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{self.path}: not a satcheck ledger ({exc}); pass a ledger file or a new path") from None
-        problems = []
-        for name, (kind, cols) in _expected_schema().items():
-            if name not in have:
-                problems.append(f"no {kind} '{name}'")
-                continue
-            missing = [c for c in cols if c not in have[name][1]]
-            if missing:
-                problems.append(f"{kind} '{name}' lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-        if problems:
-            raise LedgerError(f"{self.path}: damaged ledger: {'; '.join(problems)} (schema {SCHEMA_VERSION}); nothing "
+        if found:
+            raise LedgerError(f"{self.path}: damaged ledger: {'; '.join(found)} (schema {SCHEMA_VERSION}); nothing "
                               "was changed; restore it from a backup")
 
     def _migrate(self) -> None:
-        has_meta = self.db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone()
-        version = 0
-        if has_meta:
-            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
+        version = schema.version(self.db)
         if version > SCHEMA_VERSION:
             raise LedgerError(f"{self.path}: ledger schema {version} is newer than this satcheck ({SCHEMA_VERSION}); "
                               "upgrade satcheck")
         for v in range(version + 1, SCHEMA_VERSION + 1):
             with self._tx(convert=False) as db:  # a failure here: not a ledger (the caller says so)
-                for stmt in _statements(MIGRATIONS[v]):
-                    db.execute(stmt)
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(v),))
+                schema.upgrade(db, v)
 
     def close(self) -> None:
         self.db.close()
@@ -240,114 +187,13 @@ class Ledger:
         return {r.key for r in self.config.reasons}
 
     # ------------------------------------------------------------------ import
-    def import_patches(self, path: str | Path, reviewer: str = "import") -> ImportResult:
-        """Add a period's patches; link those that continue a known case.
+    def import_patches(self, path: str | Path, reviewer: str = "import") -> "ImportResult":
+        """Add a period's patches; link those that continue a known case
+        (:func:`satcheck.review.importing.import_patches`)."""
+        # Imported here: importing builds on this module, so at the top it would be a cycle.
+        from satcheck.review.importing import import_patches
 
-        Patches are matched by place, never by id alone (:func:`satcheck.review.identity.check_places`): an id
-        the ledger has is the same place or an :class:`IdentityError` (nothing imported). A known patch nobody has
-        decided on yet takes the file's outline and attributes (a batch resumed after a failed tile completes a
-        patch cut at its edge); one with decisions keeps what was decided on.
-
-        The patches go in by transactions of :data:`IMPORT_CHUNK`, so that decisions made meanwhile wait well
-        under a second; how far the import got is written with each, so an import killed half-way resumes where
-        it stopped when run again (nothing lost, nothing twice, the same counts as one uninterrupted import).
-        """
-        path = Path(path)
-        data = path.read_bytes() if path.is_file() else b""
-        sha = hashlib.sha256(data).hexdigest()
-        if self.db.execute("SELECT 1 FROM imports WHERE sha256=?", (sha,)).fetchone():
-            return ImportResult(0, 0, 0, 0, already_imported=True)
-        gdf = read_patches(path)
-        chips = path.parent / "chips"
-        crs = self.crs
-        if crs is None:
-            crs = gdf.crs.to_string() if gdf.crs else "EPSG:4547"
-            with self._tx() as db:
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('crs', ?)", (crs,))
-            crs = self.crs  # another import may have set it first
-        if len(gdf) and gdf.crs is not None and gdf.crs.to_string() != crs:
-            gdf = gdf.to_crs(crs)
-        # Every class: a known id may have become approved or other_change. A read, no lock: each transaction
-        # below checks its own patches again, against what other imports may have added meanwhile.
-        with self._snapshot():  # no write lock: the check, and the count of patches it was made against
-            check_places(self.db, self.path, self.config, path, gdf)
-            known = self.db.execute("SELECT COUNT(*) FROM patches").fetchone()[0]
-        ids = set(gdf["patch_id"])
-        gdf = gdf[gdf["class"].isin(self.config.classes)].reset_index(drop=True)
-        key = f"import:{sha}"
-        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        # How far an earlier attempt at this file got (it was killed); with other review classes it starts afresh.
-        done = json.loads(row[0]) if row else {}
-        classes = sorted(self.config.classes)
-        if done.get("classes") != classes:
-            done = {}
-        counts = {k: int(done.get(k, 0)) for k in ("rows", "added", "linked", "rereview", "skipped", "updated")}
-        earlier = _Places(self.db, gdf["period"].max() if len(gdf) else None)
-        start = counts["rows"]
-        source = stored(path, self.path)
-        chip_dir = stored(chips, self.path)  # the chips as stored: relative to the ledger, like the source
-        names = {c.name for c in chips.iterdir()} if chips.is_dir() else set()
-        chip_files = _ChipNames(names, chip_dir)
-        records = _records(gdf)
-        while True:
-            chunk = gdf.iloc[start:start + IMPORT_CHUNK]
-            # Outside the lock: what each new patch links to, its record.
-            planned = [self._plan(r, source, chip_files, earlier) for r in records[start:start + IMPORT_CHUNK]]
-            last = start + len(chunk) >= len(gdf)
-            with self._tx() as db:
-                if db.execute("SELECT COUNT(*) FROM patches").fetchone()[0] != known and len(chunk):
-                    # Another import wrote meanwhile: check this chunk again against what is there now.
-                    check_places(db, self.path, self.config, path, chunk, ids)
-                for r, record, prev in planned:
-                    pid = r["patch_id"]
-                    if db.execute("SELECT 1 FROM patches WHERE patch_id=?", (pid,)).fetchone():
-                        # the same place (checked above), imported before
-                        counts["updated" if _refresh(db, pid, r, path, self.path) else "skipped"] += 1
-                        continue
-                    to, note, kind = self._link(db, r, prev)
-                    db.execute("INSERT INTO patches VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", record)
-                    append_event(db, pid, NEW, to, None, note, reviewer)
-                    counts[kind] += 1
-                    known += 1
-                counts["rows"] = start + len(chunk)
-                if last:
-                    period = gdf["period"].iloc[0] if len(gdf) else None
-                    db.execute("INSERT INTO imports VALUES (?,?,?,?,?,?,?)",
-                               (sha, str(path), period, _now(), counts["added"], counts["linked"], counts["rereview"]))
-                    db.execute("DELETE FROM meta WHERE key=?", (key,))
-                else:
-                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                               (key, json.dumps(counts | {"classes": classes})))
-            if last:
-                break
-            start += len(chunk)
-        return ImportResult(counts["added"], counts["linked"], counts["rereview"], counts["skipped"],
-                            updated=counts["updated"])
-
-    def _plan(self, r: dict, source: str, chip_files: dict[str, str], earlier: "_Places") -> tuple:
-        """A new patch, its row of ``patches`` and the patch of an earlier period it continues (or None)."""
-        pid, geom = r["patch_id"], r["geometry"]
-        attrs = {k: _plain(v) for k, v in r.items() if k != "geometry"}
-        prev = earlier.match(geom, r["period"], self.config.match_iou, self.config.match_share)
-        record = (pid, r["period"], r["class"], r.get("change_type"), float(r["area_m2"]), float(r["area_mu"]),
-                  _plain(r.get("confidence")), r.get("admin_code"), r.get("admin_name"),
-                  _plain(r.get("centroid_lon")), _plain(r.get("centroid_lat")), *geom.bounds,
-                  json.dumps(attrs, ensure_ascii=False), wkb.dumps(geom), prev[0] if prev else None,
-                  chip_files.get(f"{pid}_before.png"), chip_files.get(f"{pid}_after.png"), source, _now())
-        return r, record, prev
-
-    def _link(self, db: sqlite3.Connection, r, prev) -> tuple[str, str | None, str]:
-        """A new patch's first state, note and count: pending (new, or a known case back for review) or linked."""
-        if prev is None:
-            return "pending", None, "added"
-        prev_id, prev_area, prev_class = prev
-        latest = _latest(db, prev_id)
-        prev_state = latest["to_state"] if latest else "?"
-        grew = (r["geometry"].area - prev_area) / max(prev_area, 1e-9)
-        if grew > self.config.regrow_share or r["class"] != prev_class:
-            why = f"grew {grew:.0%}" if grew > self.config.regrow_share else f"class was {prev_class}"
-            return "pending", f"same case as {prev_id} ({prev_state}); {why}", "rereview"
-        return "linked", f"same case as {prev_id} ({prev_state}), unchanged", "linked"
+        return import_patches(self, path, reviewer)
 
     def issued(self, period: str, crs=None) -> list[Issued]:
         """The ids the ledger holds for ``period`` with their places (in ``crs``), to issue ids with
@@ -496,65 +342,6 @@ class Ledger:
         return sum(s not in ("pending", "deferred") for s in states), len(states)
 
 
-class _Places:
-    """The ledger's patches of periods before ``period`` in a spatial index: what a new patch may continue."""
-
-    def __init__(self, db: sqlite3.Connection, period: str | None):
-        rows = [] if period is None else db.execute(
-            "SELECT patch_id, period, class, geom FROM patches WHERE period < ?", (period,)).fetchall()
-        # The most recent period first, then by id: the patch a new one continues when several are the same place.
-        rows.sort(key=lambda r: r["patch_id"])
-        rows.sort(key=lambda r: r["period"], reverse=True)
-        self.rows = rows
-        self.geoms = [wkb.loads(r["geom"]) for r in rows]
-        self.tree = shapely.STRtree(self.geoms) if rows else None
-
-    def match(self, geom, period: str, match_iou: float, match_share: float) -> tuple[str, float, str] | None:
-        """(patch_id, area, class) of the most recent patch of an earlier period that is the same place, or None."""
-        if self.tree is None:
-            return None
-        for j in sorted(self.tree.query(geom)):
-            row, other = self.rows[j], self.geoms[j]
-            if row["period"] < period and overlap(geom, other, match_iou, match_share) > 0:
-                return row["patch_id"], other.area, row["class"]
-        return None
-
-
-class _ChipNames(dict):
-    """File name in the chips folder -> the path the ledger stores for it; None for a chip the run did not make."""
-
-    def __init__(self, names: set[str], stored_dir: str):
-        super().__init__()
-        self.names, self.dir = names, stored_dir
-
-    def get(self, name: str, default=None):
-        return f"{self.dir}/{name}" if name in self.names else default
-
-
-def _records(gdf: gpd.GeoDataFrame) -> list[dict]:
-    """The rows of a patch file as dicts, each with its ``geometry`` (much faster than ``iterrows``)."""
-    plain = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-    return [rec | {"geometry": g} for rec, g in zip(plain.to_dict("records"), gdf.geometry)]
-
-
-def _refresh(db: sqlite3.Connection, pid: str, r, path: Path, ledger: Path) -> bool:
-    """Give a known patch that is still as imported (pending, no decision) the file's outline and attributes."""
-    row = db.execute("SELECT p.attrs, (SELECT COUNT(*) FROM events e WHERE e.patch_id = p.patch_id) AS n "
-                     "FROM patches p WHERE p.patch_id=?", (pid,)).fetchone()
-    attrs = json.dumps({k: _plain(v) for k, v in r.items() if k != "geometry"}, ensure_ascii=False)
-    latest = _latest(db, pid)
-    if latest is None or latest["to_state"] != "pending" or row["n"] != 1 or row["attrs"] == attrs:
-        return False
-    geom = r["geometry"]
-    db.execute("UPDATE patches SET class=?, change_type=?, area_m2=?, area_mu=?, confidence=?, admin_code=?, "
-               "admin_name=?, centroid_lon=?, centroid_lat=?, minx=?, miny=?, maxx=?, maxy=?, attrs=?, geom=?, "
-               "source=? WHERE patch_id=?",
-               (r["class"], r.get("change_type"), float(r["area_m2"]), float(r["area_mu"]), _plain(r.get("confidence")),
-                r.get("admin_code"), r.get("admin_name"), _plain(r.get("centroid_lon")), _plain(r.get("centroid_lat")),
-                *geom.bounds, attrs, wkb.dumps(geom), stored(path, ledger), pid))
-    return True
-
-
 def _none_applied(exc: SatcheckError, n: int) -> SatcheckError:
     """``exc`` of one patch of a decision on ``n`` (the transaction rolled back), saying that none was applied."""
     if n == 1:
@@ -569,56 +356,12 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
-def _schema(db: sqlite3.Connection) -> dict[str, tuple[str, set[str]]]:
-    """Tables, views and triggers of a database: name -> (kind, column names)."""
-    out = {}
-    for kind, name in db.execute("SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view', 'trigger') "
-                                 "AND name NOT LIKE 'sqlite_%'").fetchall():
-        cols = set() if kind == "trigger" else {r[1] for r in db.execute(f'PRAGMA table_info("{name}")')}
-        out[name] = (kind, cols)
-    return out
-
-
-@functools.lru_cache(maxsize=1)
-def _expected_schema() -> dict[str, tuple[str, set[str]]]:
-    """What :data:`MIGRATIONS` make, from an empty database in memory."""
-    db = sqlite3.connect(":memory:")
-    try:
-        for v in range(1, SCHEMA_VERSION + 1):
-            for stmt in _statements(MIGRATIONS[v]):
-                db.execute(stmt)
-        return _schema(db)
-    finally:
-        db.close()
-
-
 def _latest(db: sqlite3.Connection, patch_id: str) -> sqlite3.Row | None:
     """A patch's latest event (its current state), by the events index; None: no such patch.
 
     The ``current`` view groups every event of the ledger; this reads one patch's.
     """
     return db.execute("SELECT * FROM events WHERE patch_id=? ORDER BY id DESC LIMIT 1", (patch_id,)).fetchone()
-
-
-def _statements(script: str) -> list[str]:
-    out, buf = [], []
-    for line in script.strip().splitlines():
-        buf.append(line)
-        joined = "\n".join(buf).strip()
-        if joined.endswith(";") and (not joined.upper().startswith("CREATE TRIGGER") or joined.upper().endswith("END;")):
-            out.append(joined)
-            buf = []
-    return out
-
-
-def _plain(v):
-    if v is None:
-        return None
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, float) and v != v:
-        return None
-    return v
 
 
 def _to_lonlat(geom, crs: str | None):
