@@ -14,33 +14,22 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from satcheck.cli import app
+from tests.cli_results import invoke as _run
+from tests.cli_results import ok as _ok
+from tests.cli_results import one_line_error as _one_line_error
+from tests.cli_results import runner
 from tests.review_data import patch_file
 
-runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 P1, P2, P3 = "360821-202610-0001", "360821-202610-0002", "360821-202610-0003"
 
 
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
-def _ok(r):
-    assert r.exit_code == 0, (r.output, r.exception)
-    return r.output
 
 
-def _one_line_error(r, *needles):
-    assert r.exit_code == 2, (r.output, r.exception)
-    assert "Traceback" not in r.output, r.output
-    lines = r.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), lines
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
 
 
 def _grid(n: int, shift: float = 0.0) -> list:

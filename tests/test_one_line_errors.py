@@ -13,33 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from satcheck.cli import app
+from tests.cli_results import invoke as _run
+from tests.cli_results import ok as _ok
+from tests.cli_results import one_line_error as _one_line_error
 from tests.generate import mosaic_pair, square_pair
 from tests.review_data import patch_file
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _ok(r):
-    assert r.exit_code == 0, (r.output, r.exception)
-    return r.output
-
-
-def _one_line_error(result, *needles):
-    """Exit code 2 and one line 'error: ...' last (progress lines may come before it), holding each of ``needles``."""
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert "Traceback" not in result.output, result.output
-    lines = result.output.strip().splitlines()
-    assert lines and lines[-1].startswith("error:") and sum(ln.startswith("error:") for ln in lines) == 1, lines
-    for n in needles:
-        assert n in lines[-1], lines[-1]
-    return lines[-1]
 
 
 def _manifest(folder: Path, **over) -> Path:

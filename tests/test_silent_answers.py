@@ -12,29 +12,11 @@ import numpy as np
 import pytest
 import rasterio
 from shapely.geometry import LineString, Point, box
-from typer.testing import CliRunner
 
-from satcheck.cli import app
+from tests.cli_results import invoke as _run
+from tests.cli_results import one_line_error as _one_line_error
 from tests.enforcement_data import CRS, jurisdiction, manifest
 from tests.generate import ORIGIN, square_pair
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(result, *needles):
-    """Exit code 2 and one line 'error: ...' last (progress lines may come before it), holding each of ``needles``."""
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert "Traceback" not in result.output, result.output
-    lines = result.output.strip().splitlines()
-    assert lines and lines[-1].startswith("error:") and sum(ln.startswith("error:") for ln in lines) == 1, lines
-    text = lines[-1]
-    for n in needles:
-        assert n in text, text
-    return text
 
 
 # ------------------------------------------------------------------------------------------- NaN is nodata
