@@ -7,6 +7,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import geopandas as gpd
 
@@ -14,7 +15,7 @@ from satcheck import __version__
 from satcheck.align import Pair, pair_tiles, pair_warnings
 from satcheck.atomic import atomic_path
 from satcheck.batch.enforce import enforcement_outputs, imagery_footprint, patch_summary
-from satcheck.batch.tile import detect_pair, reproject_pieces
+from satcheck.batch.tile import ProbabilityWriter, detect_pair, reproject_pieces
 from satcheck.config import RunConfig, dump_config
 from satcheck.deliverable_crs import deliverable_crs
 from satcheck.detect import get_detector
@@ -102,7 +103,7 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
            detector_name: str, t0: float, masked: int, extra: dict | None = None,
            shifts: dict[str, list[dict]] | None = None, warnings: list[str | None] = (),
            ledger: str | Path | None = None, crs=None, masks: dict[str, dict] | None = None,
-           progress: Progress | None = None) -> RunResult:
+           progress: Progress | None = None, pending: Sequence[ProbabilityWriter] = ()) -> RunResult:
     """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary.
 
     ``shifts``: per pair name, the misregistration measured for each of its earlier tiles
@@ -111,7 +112,8 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     will be imported into, whose ids of the period they keep (:mod:`satcheck.patch_ids`); ``crs``: that of
     ``pieces``, default :func:`output_crs` of ``pairs``; ``masks``: per pair name, its shares masked as cloud or
     shadow and without data (:meth:`TileResult.mask_report`); ``progress``: told of the stages from ``changes`` on
-    (:mod:`satcheck.progress`).
+    (:mod:`satcheck.progress`); ``pending``: probability COGs still being written (``detect_pair(wait=False)``),
+    made while the changes and patches are, and waited for before the summary.
     """
     crs = crs or output_crs(pairs, config)
     pixels = sum(p.pixels for p in pairs)
@@ -129,6 +131,8 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     if rules is not None:
         patches, more, problems = enforcement_outputs(changes, pairs, rules, out, config, ledger, progress)
         outputs.update(more)
+    for w in pending:
+        w.wait()
     config_path = out / "config.yaml"
     with atomic_path(config_path) as tmp:
         tmp.write_text(dump_config(config), encoding="utf-8")
@@ -166,19 +170,30 @@ def detect_changes(before: str | Path, after: str | Path, out: str | Path, confi
     warnings: list[str | None] = pair_warnings(pairs, afters)
     masked = done = 0
     total = sum(p.pixels for p in pairs)
+    # Each pair's probability COG is made in a thread of its own while the next pair is scored, the last one while
+    # the changes and patches are made: finish waits for it before the summary.
+    cogs: list[ProbabilityWriter] = []
     report(progress, "detection", 0, total)
-    for pair in pairs:
-        def tick(n: int, base: int = done) -> None:
-            report(progress, "detection", base + n, total)
+    try:
+        for pair in pairs:
+            def tick(n: int, base: int = done) -> None:
+                report(progress, "detection", base + n, total)
 
-        r = detect_pair(pair, detector, config, out / "probability" / f"{pair.name}.tif", tick)
-        done += pair.pixels
-        masked += r.masked
-        shifts[pair.name] = r.shift_report(pair)
-        warnings.extend((r.warning, r.mask_warning))
-        masks[pair.name] = r.mask_report()
-        pieces.extend(reproject_pieces(r.pieces, pair.after.crs, crs))
-    report(progress, "detection", total, total)  # also a pair whose windows lie outside the earlier imagery
-    return finish(pieces, pairs, out, config, rules, detector.name, t0, masked,
-                  {"before": str(before), "after": str(after)}, shifts, warnings, masks=masks, progress=progress)
+            r = detect_pair(pair, detector, config, out / "probability" / f"{pair.name}.tif", tick, wait=False)
+            earlier, cogs = cogs, [r.probability] if r.probability is not None else []
+            for w in earlier:  # the previous pair's, made while this one was scored: one in the background at most
+                w.wait()
+            done += pair.pixels
+            masked += r.masked
+            shifts[pair.name] = r.shift_report(pair)
+            warnings.extend((r.warning, r.mask_warning))
+            masks[pair.name] = r.mask_report()
+            pieces.extend(reproject_pieces(r.pieces, pair.after.crs, crs))
+        report(progress, "detection", total, total)  # also a pair whose windows lie outside the earlier imagery
+        return finish(pieces, pairs, out, config, rules, detector.name, t0, masked,
+                      {"before": str(before), "after": str(after)}, shifts, warnings, masks=masks, progress=progress,
+                      pending=cogs)
+    finally:
+        for w in cogs:  # after an error: the threads stopped and their scratch copies gone (else a no-op)
+            w.close()
 
