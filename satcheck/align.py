@@ -15,6 +15,7 @@ import math
 import os
 import queue
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -29,8 +30,8 @@ from rasterio.windows import Window, from_bounds
 
 from satcheck.config import RunConfig
 from satcheck.coregister import NO_SHIFT, Shift, estimate_shift, measure_arrays, measuring_chips, shift_array
-from satcheck.errors import BandMismatchError, DateOrderError, NoOverlapError, TileReadError
-from satcheck.masks import cloud_and_shadow, dn_scale, upsample_lookup
+from satcheck.errors import BandMismatchError, DateOrderError, NoOverlapError, SatcheckError, TileReadError
+from satcheck.masks import dn_scale, pair_masks, upsample_lookup
 from satcheck.provider_masks import provider_cloud
 from satcheck.radiometry import apply_table, fit_normalisation
 from satcheck.tiles import TileInfo, band_order_warning
@@ -232,7 +233,23 @@ class PairReader(contextlib.AbstractContextManager):
         self.px_m = pair.after.pixel_m
         self._before_dtype = np.result_type(*(b.dtype for b in pair.befores)).name
         try:
-            self.shifts = self._measure_shifts()
+            # The shifts are measured in a thread of their own while the decimated read, the masks and the
+            # statistics are made from the earlier tiles where their georeference puts them; those are kept
+            # where the shifts do not move the earlier tiles (most pairs: none agreed on, or less than half a
+            # pixel on the same grid), else made again from the moved tiles.
+            early_handles = contextlib.ExitStack()
+            self._stack.enter_context(early_handles)
+            with ThreadPoolExecutor(1, thread_name_prefix="satcheck-shifts") as pool:
+                measuring = pool.submit(self._measure_shifts)
+                try:
+                    unmoved = self._open(early_handles)
+                    early = self._statistics(None, unmoved)
+                except SatcheckError as exc:  # raised below only if the moved tiles say the same
+                    early = exc
+                except BaseException:
+                    measuring.cancel()
+                    raise
+                self.shifts = measuring.result()
             # One shift for a whole earlier tile fails where the misregistration varies across it (relief
             # displacement in hills, an earlier date stitched from several scenes): then each window, about a
             # kilometre, is measured on its own. Pairs whose tiles agreed on a shift, or were too small to measure,
@@ -240,9 +257,19 @@ class PairReader(contextlib.AbstractContextManager):
             self._per_window = (config.align.coregister_windows and config.align.coregister_max_px > 0
                                 and any(s.disputed for s in self.shifts))
             self.window_shifts: list[Shift] = []  # one per window measured (appended from the reader threads)
-            for _ in range(max(1, readers)):
-                self._idle.put(self._open(self._stack, self.shifts))
-            self._prepare()
+            moved = self._moves(self.shifts)
+            if moved:
+                early_handles.close()
+            # The handles of the decimated read (their blocks in GDAL's cache) read the first windows.
+            sets = [] if moved else [unmoved]
+            while len(sets) < max(1, readers):
+                sets.append(self._open(self._stack, self.shifts))
+            stats = self._statistics(self.shifts, sets[0]) if moved else early
+            if isinstance(stats, BaseException):
+                raise stats
+            self._adopt(stats)
+            for handles in sets:
+                self._idle.put(handles)
         except BaseException:
             self._stack.close()
             raise
@@ -302,10 +329,28 @@ class PairReader(contextlib.AbstractContextManager):
         return tuple(shifts)
 
     # ----------------------------------------------------------------- statistics
-    def _read_dn(self, window: Window, out_shape: tuple[int, int] | None = None):
-        """Stored values of both dates over ``window`` and where each date has data."""
-        with self._sources() as (after_src, before_srcs):
-            after, a_ok = _read_source(after_src, window, out_shape, self.pair.after.band_indexes)
+    def _moves(self, shifts: Sequence[Shift]) -> bool:
+        """Whether ``shifts`` move any earlier tile from where its georeference puts it, as :meth:`_open` reads it:
+        by a whole pixel on the later tile's grid, by any amount where it is warped onto it."""
+        a = self.pair.after
+        return any((s.rounded() != (0, 0)) if grid_offset(b, a) is not None else (s.rows != 0 or s.cols != 0)
+                   for b, s in zip(self.pair.befores, shifts))
+
+    def _read_dn(self, window: Window, out_shape: tuple[int, int] | None = None, handles: tuple | None = None):
+        """Stored values of both dates over ``window`` and where each date has data; from ``handles`` (a set of
+        :meth:`_open`), else from a set borrowed for the read. A decimated read (``out_shape``) reads the later
+        date in a thread of its own meanwhile (GDAL releases the GIL while it decodes)."""
+        if handles is None:
+            with self._sources() as borrowed:
+                return self._read_dn(window, out_shape, borrowed)
+        after_src, before_srcs = handles
+        later = None
+        with contextlib.ExitStack() as stack:
+            if out_shape is not None:
+                pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="satcheck-read"))
+                later = pool.submit(_read_source, after_src, window, out_shape, self.pair.after.band_indexes)
+            else:
+                after, a_ok = _read_source(after_src, window, out_shape, self.pair.after.band_indexes)
             before, b_ok = None, None
             for src, tile in zip(before_srcs, self.pair.befores):
                 data, ok = _read_source(src, window, out_shape, tile.band_indexes)
@@ -318,24 +363,30 @@ class PairReader(contextlib.AbstractContextManager):
                 ok &= ~b_ok
                 np.copyto(before, data, where=ok[None], casting="unsafe")
                 b_ok |= ok
+            if later is not None:
+                after, a_ok = later.result()
         return before, after, b_ok, a_ok
 
-    def _prepare(self) -> None:
+    def _statistics(self, shifts: Sequence[Shift] | None, handles: tuple | None = None) -> dict:
+        """The pair's decimated read (the earlier tiles moved by ``shifts``; None: as georeferenced; from
+        ``handles`` where given, a set of :meth:`_open` for those shifts), its cloud and shadow masks and the
+        normalisation fitted on it, as :meth:`_adopt` takes them."""
         cfg = self.config
         win = self.pair.window
         side = cfg.normalise.sample_px
         f = max(1.0, max(win.width, win.height) / side)
         shape = (max(1, int(round(win.height / f))), max(1, int(round(win.width / f))))
-        before, after, b_ok, a_ok = self._read_dn(win, shape)
+        with contextlib.ExitStack() as stack:
+            before, after, b_ok, a_ok = self._read_dn(win, shape, handles or self._open(stack, shifts))
         empty = [t.path for t, has in ((self.pair.befores[0], b_ok), (self.pair.after, a_ok)) if has.sum() < 16]
         if empty:
             raise NoOverlapError(
                 f"{empty[0]}: has no data where the dates overlap (nodata, or NaN, everywhere), so nothing can be "
                 "compared; check the file (a failed export?), or drop the pair")
         before, after = before.astype(np.float32), after.astype(np.float32)
-        self._scale_b = dn_scale(self._before_dtype, before[:, b_ok])
-        self._scale_a = dn_scale(self.pair.after.dtype, after[:, a_ok])
-        rb, ra = before / self._scale_b, after / self._scale_a
+        scale_b = dn_scale(self._before_dtype, before[:, b_ok])
+        scale_a = dn_scale(self.pair.after.dtype, after[:, a_ok])
+        rb, ra = before / scale_b, after / scale_a
         lr_px = self.px_m * f
         a = self.pair.after
         # The decimated read's grid: the pair window in shape[0] x shape[1] cells, for the provider's masks.
@@ -343,18 +394,24 @@ class PairReader(contextlib.AbstractContextManager):
                    * Affine.scale(win.width / shape[1], win.height / shape[0]), shape)
         pv_b = provider_cloud(self.pair.befores, cfg.masks.cloud_mask, *lr_grid)
         pv_a = provider_cloud([a], cfg.masks.cloud_mask, *lr_grid)
-        cm_b = cloud_and_shadow(rb, b_ok, cfg.masks, lr_px, ra, a_ok, pv_b)
-        cm_a = cloud_and_shadow(ra, a_ok, cfg.masks, lr_px, rb, b_ok, pv_a)
-        self._masked_lr = cm_b | cm_a
-        ok = b_ok & a_ok & ~self._masked_lr
+        masked_lr = pair_masks(rb, b_ok, ra, a_ok, cfg.masks, lr_px, pv_b, pv_a)
+        ok = b_ok & a_ok & ~masked_lr
         if ok.sum() < 16:
             raise NoOverlapError(
                 f"{self.pair.after.path}: fewer than 16 sample pixels are clear on both dates; "
                 "the pair is all nodata or cloud, drop it from the batch")
-        self._norm = fit_normalisation(rb, ra, ok, cfg.normalise.method)
-        self._table_b = self._norm.table(self._scale_b, self._before_dtype, True)
-        self._table_a = self._norm.table(self._scale_a, self.pair.after.dtype, False)
-        self._sample_raw = (rb, ra, ok)
+        norm = fit_normalisation(rb, ra, ok, cfg.normalise.method)
+        return {"_scale_b": scale_b, "_scale_a": scale_a, "_masked_lr": masked_lr, "_norm": norm,
+                "_table_b": norm.table(scale_b, self._before_dtype, True),
+                "_table_a": norm.table(scale_a, self.pair.after.dtype, False), "_sample_raw": (rb, ra, ok)}
+
+    def _adopt(self, stats: dict) -> None:
+        for k, v in stats.items():
+            setattr(self, k, v)
+
+    def _prepare(self) -> None:
+        """The statistics of :meth:`_statistics` from the tiles as :attr:`shifts` moves them."""
+        self._adopt(self._statistics(self.shifts))
 
     @functools.cached_property
     def sample(self) -> PairWindow:

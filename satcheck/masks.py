@@ -18,6 +18,8 @@ cloud that lies in another window.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import ndimage, signal
 
@@ -79,6 +81,17 @@ def cloud_and_shadow(refl: np.ndarray, valid: np.ndarray, cfg: MaskConfig, px_m:
     if out.any():
         out = ndimage.binary_dilation(out, iterations=grow)
     return out
+
+
+def pair_masks(before: np.ndarray, b_ok: np.ndarray, after: np.ndarray, a_ok: np.ndarray, cfg: MaskConfig,
+               px_m: float, provider_b: tuple[np.ndarray, np.ndarray] | None = None,
+               provider_a: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Cloud and shadow of either date of a pair (:func:`cloud_and_shadow` of each against the other), the later
+    date's judged in a thread of its own meanwhile (numpy and scipy release the GIL for much of it)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="satcheck-masks") as pool:
+        later = pool.submit(cloud_and_shadow, after, a_ok, cfg, px_m, before, b_ok, provider_a)
+        earlier = cloud_and_shadow(before, b_ok, cfg, px_m, after, a_ok, provider_b)
+        return earlier | later.result()
 
 
 def _darker(bright: np.ndarray, valid: np.ndarray, other: np.ndarray | None, o_ok: np.ndarray | None,

@@ -8,9 +8,11 @@ times so that a stall of the machine hits each of them at most once, and each re
 * **end to end**: :func:`satcheck.batch.pipeline.detect_changes`, exactly as ``satcheck run --rules`` calls it;
 * **stages**: the same work replayed one stage at a time (:func:`replay`), calling the functions the run calls
   on the same windows, each stage timed with a :class:`~satcheck.stage_timer.StageTimer`. The replay runs the
-  stages one after another in one thread, where the run reads the next window while it scores this one, so
-  ``end to end - sum of stages`` (``other_s``) is what the run spends outside the timed stages less what its
-  reading hides behind scoring. The replay makes the same change polygons as the run (``changes_replay``); a
+  stages one after another in one thread, where the run overlaps them (it measures the shifts while it reads the
+  decimated pair and makes its masks, reads the next window and cleans and polygonises the last one while it
+  scores this one, and makes the probability COG in a thread of its own while it makes the patches), so
+  ``end to end - sum of stages`` (``other_s``) is what the run spends outside the timed stages less what it
+  hides behind other stages. The replay makes the same change polygons as the run (``changes_replay``); a
   difference means it no longer mirrors :func:`satcheck.batch.tile.detect_pair`.
 
 "Model alone" is the model stage of the replay: the run's own detector (same engine and device, as the run's
@@ -146,7 +148,7 @@ def _replay_pair(pair, detector, config, prob_path: Path, crs, timer) -> list:
     from satcheck.batch.tile import PROB_NODATA, PROB_SCALE, reproject_pieces
     from satcheck.detect.cleanup import clean_mask
     from satcheck.detect.polygons import window_pieces
-    from satcheck.masks import cloud_and_shadow, dn_scale
+    from satcheck.masks import dn_scale, pair_masks
     from satcheck.provider_masks import provider_cloud
     from satcheck.radiometry import fit_normalisation
     from satcheck.windows import window_grid, with_halo
@@ -179,8 +181,7 @@ def _replay_pair(pair, detector, config, prob_path: Path, crs, timer) -> list:
                        * Affine.scale(win.width / shape[1], win.height / shape[0]), shape)
             pv_b = provider_cloud(pair.befores, config.masks.cloud_mask, *lr_grid)
             pv_a = provider_cloud([a], config.masks.cloud_mask, *lr_grid)
-            masked_lr = (cloud_and_shadow(rb, b_ok, config.masks, reader.px_m * f, ra, a_ok, pv_b)
-                         | cloud_and_shadow(ra, a_ok, config.masks, reader.px_m * f, rb, b_ok, pv_a))
+            masked_lr = pair_masks(rb, b_ok, ra, a_ok, config.masks, reader.px_m * f, pv_b, pv_a)
         with timer.stage("normalise"):
             norm = fit_normalisation(rb, ra, b_ok & a_ok & ~masked_lr, config.normalise.method)
             norm.table(scale_b, reader._before_dtype, True)
