@@ -45,14 +45,22 @@ def window_pieces(mask: np.ndarray, probability: np.ndarray, change_type: np.nda
     mask, probability, change_type = mask[r0:r1, c0:c1], probability[r0:r1, c0:c1], change_type[r0:r1, c0:c1]
     transform = transform * Affine.translation(int(c0), int(r0))
     lab, n = ndimage.label(mask)
-    idx = lab.ravel()
-    sums = np.bincount(idx, weights=probability.ravel(), minlength=n + 1)
+    # Statistics of the changed pixels only (a few percent of the extent): each region's sum adds the same
+    # values in the same order as over the whole extent, and one count per (region, type) gives every type's.
+    on = np.asarray(mask, bool).ravel()
+    idx = lab.ravel()[on]
+    sums = np.bincount(idx, weights=probability.ravel()[on], minlength=n + 1)
     counts = np.bincount(idx, minlength=n + 1)
-    types = change_type.ravel()
-    n_build = np.bincount(idx, weights=(types == BUILDING), minlength=n + 1)
-    n_hard = np.bincount(idx, weights=(types == HARDENED), minlength=n + 1)
-    n_con = n_build + n_hard + np.bincount(idx, weights=(types == CONSTRUCTION), minlength=n + 1)
-    n_exc = np.bincount(idx, weights=(types == EXCAVATION), minlength=n + 1)
+    types = change_type.ravel()[on].astype(np.intp)
+    k = int(types.max()) + 1 if types.size else 1
+    by_type = np.bincount(idx * k + types, minlength=(n + 1) * k).reshape(n + 1, k)
+
+    def of(code: int) -> np.ndarray:
+        return by_type[:, code] if code < k else np.zeros(n + 1, np.intp)
+
+    n_build, n_hard = of(BUILDING), of(HARDENED)
+    n_con = n_build + n_hard + of(CONSTRUCTION)
+    n_exc = of(EXCAVATION)
     pieces: dict[int, list] = {}
     for geom, value in features.shapes(lab.astype(np.int32), mask=mask, transform=transform, connectivity=8):
         pieces.setdefault(int(value), []).append(shape(geom))
