@@ -10,6 +10,8 @@ The locator shows the patch within about 2 km, with its admin unit's boundary an
 from __future__ import annotations
 
 import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,6 +31,7 @@ from satcheck.tiles import TileInfo
 NICE_LENGTHS = (5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000)
 OUTLINE = (255, 230, 0)
 MARGIN_M = 100.0  # shown around a patch on every side, at least
+MAX_THREADS = 8  # patches drawn at once (write_patch_images), at most one per core
 MAX_UPSCALE_PX = 2  # a chip has chip_px..2*chip_px pixels a side: native pixels where there are that many
 
 
@@ -259,14 +262,39 @@ def write_patch_images(patches, befores: list[TileInfo], afters: list[TileInfo],
     crs = patches.crs
     out: dict[str, tuple[Path, Path, Path]] = {}
     total = len(patches)
-    for i, (_, r) in enumerate(patches.iterrows(), start=1):
+    rows = [r for _, r in patches.iterrows()]
+
+    def one(r) -> tuple[Path, Path, Path]:
         c = write_chips(r["patch_id"], r.geometry, crs, befores, afters, folder, pixel_m, min_side_m, chip_px,
                         layers=rules)
         loc = write_locator(r.geometry, folder / f"{r['patch_id']}_locator.png", afters, crs, rules, _admin_label(r))
-        out[r["patch_id"]] = (c.before, c.after, loc)
-        if progress:
-            progress("chips", i, total)
+        return c.before, c.after, loc
+
+    if not rows:
+        return out
+    # Patches are drawn in threads, one per core: GDAL warps and Pillow encodes with the GIL released, and the
+    # locator's 2 km warp is most of a patch's time. The first patch is drawn alone: it builds the rule layers'
+    # spatial indexes (built on first use), which the threads then only read.
+    out[rows[0]["patch_id"]] = one(rows[0])
+    if progress:
+        progress("chips", 1, total)
+    pool = ThreadPoolExecutor(max(1, min(MAX_THREADS, _cores(), total - 1)), thread_name_prefix="satcheck-chips")
+    try:
+        futures = [(r["patch_id"], pool.submit(one, r)) for r in rows[1:]]
+        for i, (pid, f) in enumerate(futures, start=2):
+            out[pid] = f.result()
+            if progress:
+                progress("chips", i, total)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # after an error, the patches not begun are not drawn
     return out
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _admin_label(row) -> str | None:
