@@ -409,10 +409,6 @@ class PairReader(contextlib.AbstractContextManager):
         for k, v in stats.items():
             setattr(self, k, v)
 
-    def _prepare(self) -> None:
-        """The statistics of :meth:`_statistics` from the tiles as :attr:`shifts` moves them."""
-        self._adopt(self._statistics(self.shifts))
-
     @functools.cached_property
     def sample(self) -> PairWindow:
         """A decimated, normalised view of the whole pair, for detectors that need scene statistics."""

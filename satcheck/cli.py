@@ -59,7 +59,6 @@ def run(
     try:
         cfg = load_config(config).with_overrides(**{"detect.detector": detector, "detect.device": device,
                                                      "rules.allow_partial": allow_partial_rules or None})
-        _remove_leftovers(out_dir)
         if as_json:
             result = detect_changes(before, after, out_dir, cfg, rules=rules)
         else:
@@ -72,15 +71,6 @@ def run(
         typer.echo(json.dumps(summary, ensure_ascii=False))
         return
     _print_summary(summary)
-
-
-def _remove_leftovers(out_dir: Path) -> None:
-    """What a run killed while writing into ``out_dir`` left there (temporary names, probability scratch copies,
-    the Shapefile's staging folder): a run owns its --out while it runs, as a batch does its output folder."""
-    from satcheck.atomic import remove_leftovers
-
-    if out_dir.is_dir():
-        remove_leftovers([out_dir, out_dir / "probability", out_dir / "chips"])
 
 
 def _print_summary(s: dict) -> None:

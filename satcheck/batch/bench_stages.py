@@ -108,23 +108,15 @@ def replay(before: Path, after: Path, rules: Path | None, out: Path, config, tim
     into ``timer``; returns the number of change polygons and the detector. Mirrors
     :func:`satcheck.batch.pipeline.detect_changes`, :func:`satcheck.batch.tile.detect_pair` and
     :class:`satcheck.align.PairReader` (whose private steps it calls, one by one, to time them apart)."""
-    from satcheck.align import pair_tiles
     from satcheck.atomic import atomic_path
     from satcheck.batch.enforce import enforcement_outputs
-    from satcheck.batch.pipeline import check_rules, make_outdir, output_crs
-    from satcheck.detect import get_detector
+    from satcheck.batch.pipeline import set_up_run
     from satcheck.detect.polygons import merge_pieces
-    from satcheck.tiles import find_tiles, open_tile
 
     out = Path(out)
     with timer.stage("setup"):
-        befores = [open_tile(p, config.bands.before) for p in find_tiles(before)]
-        afters = [open_tile(p, config.bands.after) for p in find_tiles(after)]
-        pairs = pair_tiles(befores, afters)
-        check_rules(rules, pairs, config)
-        make_outdir(out)
-        detector = get_detector(config.detect, pairs[0].after.count)
-        crs = output_crs(pairs, config)
+        setup = set_up_run(before, after, out, config, rules)
+    pairs, detector, crs = setup.pairs, setup.detector, setup.crs
     pieces = []
     for pair in pairs:
         pieces.extend(_replay_pair(pair, detector, config, out / "probability" / f"{pair.name}.tif", crs, timer))
@@ -165,7 +157,7 @@ def _replay_pair(pair, detector, config, prob_path: Path, crs, timer) -> list:
             reader._open(stack, reader.shifts)  # the handles a run opens for its reader
         with timer.stage("coregister"):
             reader._measure_shifts()
-        # PairReader._prepare, step by step: one decimated read, the masks, the normalisation fitted on it.
+        # PairReader._statistics, step by step: one decimated read, the masks, the normalisation fitted on it.
         win, side = pair.window, config.normalise.sample_px
         f = max(1.0, max(win.width, win.height) / side)
         shape = (max(1, int(round(win.height / f))), max(1, int(round(win.width / f))))

@@ -13,7 +13,7 @@ import geopandas as gpd
 
 from satcheck import __version__
 from satcheck.align import Pair, pair_tiles, pair_warnings
-from satcheck.atomic import atomic_path
+from satcheck.atomic import atomic_path, remove_leftovers
 from satcheck.batch.enforce import enforcement_outputs, imagery_footprint, patch_summary
 from satcheck.batch.tile import ProbabilityWriter, detect_pair, reproject_pieces
 from satcheck.config import RunConfig, dump_config
@@ -151,19 +151,37 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     return result
 
 
+@dataclass(frozen=True)
+class RunSetup:
+    """What a run has before its first window: the tiles paired, the rules checked, --out ready, the detector."""
+
+    afters: list
+    pairs: list[Pair]
+    detector: object
+    crs: object  # of the change polygons: metres, also for tiles in degrees
+
+
+def set_up_run(before: str | Path, after: str | Path, out: Path, config: RunConfig,
+               rules: str | Path | None) -> RunSetup:
+    """Open and pair the tiles, refuse rule layers that do not fit, make ``out`` and clear what a run killed
+    while writing into it left there (a run owns its --out while it runs, as a batch does its folder)."""
+    befores = [open_tile(p, config.bands.before) for p in find_tiles(before)]
+    afters = [open_tile(p, config.bands.after) for p in find_tiles(after)]
+    pairs = pair_tiles(befores, afters)
+    check_rules(rules, pairs, config)
+    make_outdir(out)
+    remove_leftovers([out, out / "probability", out / "chips"])
+    return RunSetup(afters, pairs, get_detector(config.detect, pairs[0].after.count), output_crs(pairs, config))
+
+
 def detect_changes(before: str | Path, after: str | Path, out: str | Path, config: RunConfig,
                    progress: Progress | None = None, rules: str | Path | None = None) -> RunResult:
     """Detect change between two dates of tiles and write the results under ``out``; ``progress`` is told of every
     stage (:mod:`satcheck.progress`)."""
     t0 = time.perf_counter()
     out = Path(out)
-    befores = [open_tile(p, config.bands.before) for p in find_tiles(before)]
-    afters = [open_tile(p, config.bands.after) for p in find_tiles(after)]
-    pairs = pair_tiles(befores, afters)
-    check_rules(rules, pairs, config)
-    make_outdir(out)
-    detector = get_detector(config.detect, pairs[0].after.count)
-    crs = output_crs(pairs, config)  # metres, also for tiles in degrees
+    setup = set_up_run(before, after, out, config, rules)
+    afters, pairs, detector, crs = setup.afters, setup.pairs, setup.detector, setup.crs
     pieces: list[Piece] = []
     shifts: dict[str, list[dict]] = {}
     masks: dict[str, dict] = {}  # per pair: TileResult.mask_report

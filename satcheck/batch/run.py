@@ -138,9 +138,8 @@ def run_tile(task: TileTask) -> dict:
             _DETECTORS[key] = get_detector(cfg.detect, pair.after.count)
         det = _DETECTORS[key]
         d.mkdir(parents=True, exist_ok=True)
-        # Leftovers of a run killed while it worked on this tile.
-        _remove_temporaries([d, Path(task.out) / "probability"], f".{task.name}.")
-        _remove_temporaries([d], ".")
+        # Leftovers of a run killed while it worked on this tile (its probability scratch copy: the writer's).
+        remove_leftovers([d], ".")
         r = detect_pair(pair, det, cfg, Path(task.out) / "probability" / f"{task.name}.tif")
         write_pieces(r.pieces, pair.after.crs, d / "pieces.gpkg")
         info = {"name": task.name, "fingerprint": task.fingerprint, "pixels": r.pixels, "masked": r.masked,
@@ -218,10 +217,6 @@ class JsonLog:
         self.f.close()
 
 
-def _remove_temporaries(folders: list[Path], prefix: str) -> None:
-    remove_leftovers(folders, prefix)
-
-
 def _open_all(paths: list[Path], order: list[int] | None, failed: dict[str, str], log: JsonLog) -> list[TileInfo]:
     out = []
     for p in paths:
@@ -287,7 +282,7 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
     todo = [t for t in tasks if force or not is_done(t)]
     # Merge outputs and probability scratch copies of a run killed while it wrote them (one batch per output
     # folder at a time).
-    _remove_temporaries([out, out / "chips", out / "probability"], ".")
+    remove_leftovers([out, out / "chips", out / "probability"], ".")
     log("batch_start", period=m.period, tiles=len(tasks), todo=len(todo), workers=n_workers, scheduler=scheduler)
     pixels_now = 0
     done_now = 0
@@ -295,6 +290,8 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
     # never passes the total ("[4/3]"); those that failed to open come first.
     unopened = len(failed)
     total = len(todo) + unopened
+    # Tiles: those that failed to open too, so that processed + already done + failed add up to it.
+    n_tiles = len(tasks) + unopened
     n_failed = 0
     report(progress, "tiles", 0, total)
 
@@ -321,7 +318,7 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
     ok_pairs = [p for p in pairs if p.name not in failed and is_done(_task_of(tasks, p.name))]
     if not ok_pairs:
         log("batch_end", state="failed", failed=failed)
-        return BatchResult(m, len(tasks) + unopened, done_now, len(tasks) - len(todo), failed, None,
+        return BatchResult(m, n_tiles, done_now, len(tasks) - len(todo), failed, None,
                            time.perf_counter() - t0, log=str(log.path), workers=_describe(n_workers, scheduler),
                            pixels_now=pixels_now)
     crs = output_crs(pairs, cfg)  # of every tile that opened, as in a complete batch, not only those done
@@ -353,13 +350,12 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
                        "skipped": r.skipped, "updated": r.updated}
         log("ledger_import", **ledger_info)
     state = {"state": "complete" if not failed else "partial", "fingerprint": batch_fp, "period": m.period,
-             "tiles": len(tasks) + unopened, "failed": failed,
+             "tiles": n_tiles, "failed": failed,
              "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     with atomic_path(state_path) as tmp:
         tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False))
     log("batch_end", state=state["state"], failed=failed, seconds=round(time.perf_counter() - t0, 2))
-    # Tiles: those that failed to open too, so that processed + already done + failed add up to it.
-    return BatchResult(m, len(tasks) + unopened, done_now, len(tasks) - len(todo), failed, run, time.perf_counter() - t0,
+    return BatchResult(m, n_tiles, done_now, len(tasks) - len(todo), failed, run, time.perf_counter() - t0,
                        ledger=ledger_info, log=str(log.path), workers=_describe(n_workers, scheduler),
                        pixels_now=pixels_now)
 
