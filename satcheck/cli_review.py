@@ -52,9 +52,11 @@ def checked_filters(lg, period: Optional[str], cls: Optional[str], state: Option
 def import_(ledger: Path = LEDGER, patches: Path = typer.Argument(..., help="patches.gpkg of a run."),
             config: Optional[Path] = CONFIG) -> None:
     """Add a period's patches; patches that continue a known case are linked to it."""
+    from satcheck.outfolder import check_complete
     from satcheck.review.paths import make_portable
 
     try:
+        check_complete(patches)  # before the ledger is made: a refused import leaves no empty ledger behind
         with _open(ledger, config, create=True) as lg:
             r = lg.import_patches(patches)
             make_portable(lg)  # chips and source relative to the ledger: the folder can move

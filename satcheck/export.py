@@ -22,6 +22,7 @@ import pandas as pd
 from satcheck.atomic import atomic_dir, atomic_path, make_dirs
 from satcheck.errors import OutputError
 from satcheck.labels import REVIEW_FIELDS, default_reasons_zh, display
+from satcheck.outfolder import check_complete
 from satcheck.patches import PATCH_FIELDS
 
 FORMATS = ("gpkg", "geojson", "kml", "csv", "shp", "xlsx")
@@ -49,6 +50,7 @@ def read_patches(path: str | Path) -> gpd.GeoDataFrame:
     p = Path(path)
     if not p.is_file():
         raise OutputError(f"{p}: patches file not found; pass the patches.gpkg written by 'satcheck run --rules'")
+    check_complete(p)  # not the patches of a run that failed half-way
     try:
         return gpd.read_file(p, layer=LAYER, engine="pyogrio")
     except Exception as exc:

@@ -8,6 +8,7 @@ import geopandas as gpd
 import numpy as np
 
 from satcheck.errors import SatcheckError
+from satcheck.outfolder import check_complete
 from satcheck.rules import rule_kind
 
 
@@ -22,6 +23,7 @@ def read_vector(path, what: str) -> gpd.GeoDataFrame:
     p = Path(path)
     if not p.is_file():
         raise ScoreInputError(f"{p}: not found; pass the {what} as a vector file (GeoPackage, GeoJSON, Shapefile)")
+    check_complete(p)
     try:
         gdf = gpd.read_file(p)
     except Exception as exc:  # pyogrio raises several types for a file it cannot read

@@ -21,6 +21,7 @@ from satcheck.deliverable_crs import deliverable_crs
 from satcheck.detect import get_detector
 from satcheck.detect.polygons import Piece, merge_pieces
 from satcheck.errors import OutputError
+from satcheck.outfolder import begin, run_id, seal
 from satcheck.progress import Progress, report
 from satcheck.rules import check_attributes, check_fit
 from satcheck.tiles import find_tiles, open_tile
@@ -104,7 +105,8 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
            shifts: dict[str, list[dict]] | None = None, warnings: list[str | None] = (),
            ledger: str | Path | None = None, crs=None, masks: dict[str, dict] | None = None,
            progress: Progress | None = None, pending: Sequence[ProbabilityWriter] = ()) -> RunResult:
-    """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary.
+    """Merge pieces across windows and tiles, then write changes, patches, exports, config and summary; the
+    summary (run.json, with the run's id) last, then ``out`` is marked complete (:func:`satcheck.outfolder.seal`).
 
     ``shifts``: per pair name, the misregistration measured for each of its earlier tiles
     (:meth:`TileResult.shift_report`); ``warnings``: lines for the user about the imagery (:func:`pair_warnings`,
@@ -142,12 +144,14 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
                        list(dict.fromkeys(w for w in warnings if w)), config)
     summary_path = out / "run.json"
     outputs["summary"] = str(summary_path)
+    rid = run_id(out)
     with atomic_path(summary_path) as tmp:
-        tmp.write_text(json.dumps(result.summary() | (extra or {}) | {
+        tmp.write_text(json.dumps(result.summary() | (extra or {}) | ({"run_id": rid} if rid else {}) | {
             "tiles": [{"after": str(p.after.path), "before": [str(b.path) for b in p.befores]}
                       | ({"shift_px": shifts[p.name]} if shifts and p.name in shifts else {})
                       | ({"masked": masks[p.name]} if masks and p.name in masks else {}) for p in pairs],
         }, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    seal(out)  # run.json last: from here on the folder is this run's alone (satcheck.outfolder)
     return result
 
 
@@ -163,13 +167,15 @@ class RunSetup:
 
 def set_up_run(before: str | Path, after: str | Path, out: Path, config: RunConfig,
                rules: str | Path | None) -> RunSetup:
-    """Open and pair the tiles, refuse rule layers that do not fit, make ``out`` and clear what a run killed
-    while writing into it left there (a run owns its --out while it runs, as a batch does its folder)."""
+    """Open and pair the tiles, refuse rule layers that do not fit, make ``out``, mark it incomplete until
+    :func:`finish` (:mod:`satcheck.outfolder`) and clear what a run killed while writing into it left there (a run
+    owns its --out while it runs, as a batch does its folder)."""
     befores = [open_tile(p, config.bands.before) for p in find_tiles(before)]
     afters = [open_tile(p, config.bands.after) for p in find_tiles(after)]
     pairs = pair_tiles(befores, afters)
     check_rules(rules, pairs, config)
     make_outdir(out)
+    begin(out)  # before anything in out is replaced: a run that fails from here on leaves out marked incomplete
     remove_leftovers([out, out / "probability", out / "chips"])
     return RunSetup(afters, pairs, get_detector(config.detect, pairs[0].after.count), output_crs(pairs, config))
 

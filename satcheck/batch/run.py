@@ -5,7 +5,8 @@ probability COG) land in ``OUT/tiles/<name>/`` under temporary names; a
 ``done.json`` marker is renamed into place last.  A rerun skips tiles whose
 marker matches the tile's inputs and configuration, so after ``kill -9`` at
 any point the same command finishes the job without redoing or
-duplicating anything.  Merging across tile edges, patches, exports,
+duplicating anything; the output folder is marked incomplete (:mod:`satcheck.outfolder`) from the first tile
+redone until the merge is written.  Merging across tile edges, patches, exports,
 sheets and the ledger import run once all tiles are done; they are cheap
 and idempotent.
 """
@@ -36,6 +37,7 @@ from satcheck.batch.pipeline import RunResult, check_rules, finish, make_outdir,
 from satcheck.batch.tile import detect_pair, read_pieces, write_pieces
 from satcheck.config import RunConfig
 from satcheck.errors import SatcheckError
+from satcheck.outfolder import begin, is_complete
 from satcheck.progress import Progress, report
 from satcheck.provider_masks import provider_files
 from satcheck.tiles import TileInfo, open_tile
@@ -138,6 +140,8 @@ def run_tile(task: TileTask) -> dict:
             _DETECTORS[key] = get_detector(cfg.detect, pair.after.count)
         det = _DETECTORS[key]
         d.mkdir(parents=True, exist_ok=True)
+        # The tile's files are replaced from here on: until its new marker, it is not done (a resume redoes it).
+        (d / "done.json").unlink(missing_ok=True)
         # Leftovers of a run killed while it worked on this tile (its probability scratch copy: the writer's).
         remove_leftovers([d], ".")
         r = detect_pair(pair, det, cfg, Path(task.out) / "probability" / f"{task.name}.tif")
@@ -275,11 +279,13 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
     state_path = out / "batch.json"
     if not force and state_path.exists() and not failed:
         state = _read_state(state_path, log)
-        if state.get("state") == "complete" and state.get("fingerprint") == batch_fp and all(is_done(t) for t in tasks):
+        if (state.get("state") == "complete" and state.get("fingerprint") == batch_fp and is_complete(out)
+                and all(is_done(t) for t in tasks)):
             log("already_complete", fingerprint=batch_fp)
             return BatchResult(m, len(tasks), 0, len(tasks), {}, None, time.perf_counter() - t0, already_complete=True,
                                log=str(log.path), workers=_describe(n_workers, scheduler))
     todo = [t for t in tasks if force or not is_done(t)]
+    begin(out)  # until finish: a batch that stops before its merge is done leaves the folder marked incomplete
     # Merge outputs and probability scratch copies of a run killed while it wrote them (one batch per output
     # folder at a time).
     remove_leftovers([out, out / "chips", out / "probability"], ".")

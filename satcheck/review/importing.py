@@ -19,6 +19,7 @@ from shapely import wkb
 
 from satcheck.config import ReviewConfig
 from satcheck.export import read_patches
+from satcheck.outfolder import check_complete
 from satcheck.patch_ids import overlap
 from satcheck.review.identity import check_places
 from satcheck.review.ledger import Ledger, _latest, _now, append_event
@@ -51,6 +52,7 @@ def import_patches(ledger: Ledger, path: str | Path, reviewer: str = "import") -
     it stopped when run again (nothing lost, nothing twice, the same counts as one uninterrupted import).
     """
     path = Path(path)
+    check_complete(path)  # also before the digest: a half-written run's patches.gpkg never counts as imported
     data = path.read_bytes() if path.is_file() else b""
     sha = hashlib.sha256(data).hexdigest()
     if ledger.db.execute("SELECT 1 FROM imports WHERE sha256=?", (sha,)).fetchone():
