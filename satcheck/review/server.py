@@ -8,6 +8,10 @@ decision on a patch whose chips were recorded but are not there (a run folder mo
 decision (:mod:`satcheck.review.undo`).  With ``rules`` the map also draws farmland, basic farmland, permit
 and admin outlines.
 
+While another process holds the ledger's write lock (an import, a bulk decision), a decision waits up to
+:data:`BUSY_WAIT_S`, then is answered 503 with ``Retry-After`` and nothing changed; the page says so and
+sends it again. Reads go on meanwhile (WAL).
+
 What a web page elsewhere cannot do (Host, Origin and CSRF checks, body limit, security headers) is
 :mod:`satcheck.review.web_guard`.
 """
@@ -21,6 +25,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -31,18 +36,29 @@ from satcheck import __version__
 from satcheck.config import ReviewConfig, RulesConfig
 from satcheck.errors import SatcheckError
 from satcheck.review.filters import FilterError, check_admin, check_class, check_period, check_state
-from satcheck.review.ledger import Ledger, LedgerError
+from satcheck.review.ledger import Ledger, LedgerBusyError, LedgerError
 from satcheck.review.paths import chips as chip_paths
 from satcheck.review.states import DECISIONS, FIELD_RESULTS, ConflictError, TransitionError
 from satcheck.review.undo import reopen
 from satcheck.review.web_guard import Guard, Hosts
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
+# A page waits for an answer: far less than the command line's wait (ledger.BUSY_TIMEOUT_S), longer than one
+# transaction of an import (importing.IMPORT_CHUNK patches), then 503 and the page retries on its own.
+BUSY_WAIT_S = 2.0
+RETRY_AFTER_S = 2
 LIMITS = {"decision": 32, "reason": 64, "expected": 32, "reviewer": 100, "note": 4000}  # characters of each field
 
 
 class BadRequest(ValueError):
     pass
+
+
+def busy(request: Request | None = None, exc: Exception | None = None) -> JSONResponse:
+    """The answer while another process holds the ledger's write lock: nothing changed, try again shortly."""
+    return JSONResponse({"error": "ledger busy: another process (an import, another reviewer) is writing it; "
+                                  f"nothing was changed; retrying in {RETRY_AFTER_S} s", "busy": True},
+                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def decision_body(raw: bytes) -> dict:
@@ -103,7 +119,9 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
     env = Environment(loader=PackageLoader("satcheck", "templates"), autoescape=select_autoescape(["html", "j2"]))
 
     def open_ledger() -> Ledger:
-        return Ledger(ledger_path, config, create=False)
+        lg = Ledger(ledger_path, config, create=False)
+        lg.db.execute(f"PRAGMA busy_timeout={int(BUSY_WAIT_S * 1000)}")
+        return lg
 
     def page(request: Request) -> HTMLResponse:
         html = env.get_template("review.html.j2").render(
@@ -143,6 +161,8 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
                 d = lg.patch(pid)
                 d["chips"] = {w: dict(c.as_dict(), path=shown(c.path)) for w, c in chip_paths(lg, pid).items()}
                 return JSONResponse(d)
+        except LedgerBusyError:
+            return busy()
         except LedgerError as exc:
             return JSONResponse({"error": public(str(exc))}, status_code=404)
 
@@ -157,6 +177,10 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
         to = DECISIONS.get(decision, decision if decision in FIELD_RESULTS else None)
         if to is None and not undo:
             return JSONResponse({"error": f"unknown decision '{decision}'"}, status_code=400)
+        # In a worker thread: a wait for the write lock must not hold up the other requests.
+        return await run_in_threadpool(write, pid, body, to, undo)
+
+    def write(pid: str, body: dict, to: str | None, undo: bool) -> JSONResponse:
         who = (body["reviewer"] or "").strip()
         note, expected = body["note"] or None, body["expected"] or None
         try:
@@ -176,6 +200,8 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
             return JSONResponse({"error": public(str(exc))}, status_code=409)
         except TransitionError as exc:
             return JSONResponse({"error": public(str(exc))}, status_code=400)
+        except LedgerBusyError:
+            return busy()
         except SatcheckError as exc:
             return JSONResponse({"error": public(str(exc))}, status_code=404)
         return JSONResponse({"event": ev.__dict__, "progress": {"reviewed": reviewed, "total": total}})
@@ -200,6 +226,8 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
             if row is None:
                 return JSONResponse({"error": "no such patch"}, status_code=404)
             return Response(context.geojson(tuple(row)), media_type="application/geo+json")
+        except LedgerBusyError:
+            return busy()
         except SatcheckError as exc:
             return JSONResponse({"error": public(str(exc))}, status_code=500)
 
@@ -213,7 +241,8 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
         Route("/chips/{patch_id}/{which}.png", chip),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(Guard, hosts=Hosts(host, port), token=token, csrf=csrf)])
+    return Starlette(routes=routes, middleware=[Middleware(Guard, hosts=Hosts(host, port), token=token, csrf=csrf)],
+                     exception_handlers={LedgerBusyError: busy})  # a read that found the ledger locked
 
 
 class _Context:

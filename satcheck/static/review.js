@@ -12,6 +12,8 @@
   let decided = [];       // {id, state} of decisions made on this page, latest last: what u undoes
   let confirming = null;  // a decision repeated to confirm it without chips ("accept:" or "reject:seasonal")
 
+  const BUSY_TRIES = 150;  // about five minutes of a busy ledger (2 s waits, 2 s apart), then the error is shown
+
   async function api(url, options) {
     options = options || {};
     options.headers = Object.assign({"Content-Type": "application/json", "X-Satcheck-Csrf": cfg.csrf},
@@ -20,10 +22,21 @@
     // checks Origin, so the page's own requests name it (same-origin: nothing goes to another site).
     options.referrerPolicy = "same-origin";
     options.credentials = "same-origin";
-    const r = await fetch(url, options);
-    const body = await r.json();
-    if (!r.ok) throw Object.assign(new Error(body.error || r.statusText), {status: r.status});
-    return body;
+    // 503: another process holds the ledger's write lock (an import) and nothing was changed, so the same
+    // request is sent again after Retry-After, for as long as BUSY_TRIES allows.
+    for (let attempt = 1; ; attempt++) {
+      const r = await fetch(url, options);
+      const body = await r.json();
+      if (r.status === 503 && attempt < BUSY_TRIES) {
+        const wait = Math.max(1, parseInt(r.headers.get("Retry-After"), 10) || 2);
+        say("ledger busy, retrying in " + wait + " s (an import or another reviewer is writing it)");
+        await new Promise((done) => setTimeout(done, wait * 1000));
+        continue;
+      }
+      if (!r.ok) throw Object.assign(new Error(body.error || r.statusText), {status: r.status});
+      if (attempt > 1) say("");
+      return body;
+    }
   }
   function say(text, ok) { const m = q("message"); m.textContent = text; m.className = ok ? "ok" : ""; }
   function setProgress(p) { q("progress").textContent = p.reviewed + " / " + p.total + " reviewed"; }
