@@ -6,8 +6,9 @@ from PIL import Image
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from satcheck.report.chips import MARGIN_M, chip_grid, write_chips, write_locator
+from satcheck.report.chips import MARGIN_M, chip_grid, write_chips
 from satcheck.report.context import LAYER_STYLE
+from satcheck.report.locator import lattice_window, write_locator
 from satcheck.review.ledger import Ledger
 from satcheck.review.server import create_app
 from satcheck.tiles import open_tile
@@ -110,3 +111,109 @@ def test_patch_images_for_a_run_with_rules_and_progress(tmp_path):
     before, after, loc = out["360821-202610-0001"]
     assert _has_colour(Image.open(before), LAYER_STYLE["farmland"][0]) > 30
     assert Image.open(loc).size == (256, 256) and Image.open(after).size[0] >= 256
+
+
+def test_a_locator_cut_from_the_mosaic_matches_its_own_warp(tmp_path):
+    """The mosaic (later tile averaged once at the locators' scale) gives a locator's pixels as a warp of that
+    locator alone does, on the same grid; the locator drawn from it shows the patch where the one drawn without
+    it does, within the half pixel its square is snapped by."""
+    from rasterio.windows import transform as window_transform
+
+    from satcheck.report.draw import read_rgb, stretch_pair
+    from satcheck.report.locator import lattice, plan_mosaics, read_mosaic
+
+    b, a = _tiles(tmp_path, 2.0, 1500)  # 3 km
+    x, y = ORIGIN[0] + 1300, ORIGIN[1] - 1600
+    patch = box(x, y, x + 30, y + 30)
+    (win, members), = plan_mosaics([patch])
+    assert members == [0]
+    mosaic = read_mosaic(win, [a], a.crs)
+    grid = window_transform(lattice_window(patch), lattice())
+    col, row = ~grid * (patch.centroid.x, patch.centroid.y)
+    assert abs(col - 128) <= 0.5 and abs(row - 128) <= 0.5
+    cut = mosaic.cut(lattice_window(patch))
+    rgb, ok = read_rgb([a], a.crs, grid, 256, 256)
+    assert cut is not None and (cut[1] == ok).mean() > 0.99
+    both = ok & cut[1]
+    # Differences are a small part of the texture's spread, which the stretch then widens to 0..255.
+    assert np.abs(cut[0][:, both] - rgb[:, both]).mean() < 0.1 * rgb[:, both].std(axis=1).min()
+    shown, _ = stretch_pair(cut[0], cut[0], cut[1], cut[1])
+    alone, _ = stretch_pair(rgb, rgb, ok, ok)
+    assert np.abs(shown.astype(int) - alone.astype(int))[both].mean() < 8  # of 0..255
+    red = []
+    for m in (mosaic, None):
+        img = np.asarray(Image.open(write_locator(patch, tmp_path / "loc.png", [a], a.crs, label="x", mosaic=m)))
+        near = (np.abs(img.astype(int) - (255, 0, 0)).max(axis=2) <= 30)[108:148, 108:148]  # the circled patch
+        red.append(int(near.sum()))
+    assert red[0] > 100 and abs(red[0] - red[1]) <= 0.1 * red[1]
+
+
+def test_a_patch_larger_than_the_locator_square_is_warped_on_its_own(tmp_path, monkeypatch):
+    from satcheck.report import locator
+    from satcheck.report.chips import write_patch_images
+
+    b, a = _tiles(tmp_path, 10.0, 600)  # 6 km
+    x, y = ORIGIN[0] + 1000, ORIGIN[1] - 2000
+    small, large = box(x, y, x + 30, y + 30), box(x + 1500, y - 1500, x + 4500, y + 1500)  # 3 km: a coarser scale
+    assert lattice_window(large) is None
+    plan = locator.plan_mosaics([small, large])
+    assert [(w is None, m) for w, m in plan] == [(False, [0]), (True, [1])]
+    reads = []
+    plain = locator.read_rgb
+
+    def spy(tiles, crs, transform, width, height, *args, **kw):
+        reads.append((width, height, round(transform.a, 3)))
+        return plain(tiles, crs, transform, width, height, *args, **kw)
+
+    monkeypatch.setattr(locator, "read_rgb", spy)
+    patches = gpd.GeoDataFrame({"patch_id": ["S", "L"]}, geometry=[small, large], crs=a.crs)
+    out = write_patch_images(patches, [b], [a], tmp_path / "chips", 10.0)
+    mosaic_read, alone = reads
+    assert mosaic_read[2] == round(2000 / 256, 3) and alone == (256, 256, round(2 * 0.75 * 3000 / 256, 3))
+    assert all(Image.open(out[p][2]).size == (256, 256) for p in ("S", "L"))
+
+
+def test_mosaics_stay_within_their_cap_and_read_less_than_a_warp_per_patch():
+    from satcheck.report.locator import LOCATOR_PX, MOSAIC_MAX_PX, plan_mosaics
+
+    rng = np.random.default_rng(1)
+    x0, y0 = ORIGIN
+    # A cluster of 6 patches every 10 km over 60 km (two to a block of the lattice), and two lone patches.
+    dense = [box(x0 + cx + dx, y0 - cy - dy, x0 + cx + dx + 20, y0 - cy - dy + 20)
+             for cx in range(0, 60000, 10000) for cy in range(0, 60000, 10000)
+             for dx, dy in rng.uniform(0, 1500, (6, 2))]
+    lone = [box(x0 + 4000, y0 - 100000, x0 + 4020, y0 - 99980), box(x0 + 15000, y0 - 110000, x0 + 15020, y0 - 109980)]
+    plan = plan_mosaics(dense + lone)
+    assert sorted(i for _, m in plan for i in m) == list(range(len(dense) + len(lone)))
+    assert all(w is not None for w, _ in plan)  # none larger than the locator's square
+    for win, members in plan:
+        assert win.width <= MOSAIC_MAX_PX and win.height <= MOSAIC_MAX_PX
+        assert len(members) * LOCATOR_PX ** 2 >= win.width * win.height
+    by_patch = {i: (w, m) for w, m in plan for i in m}
+    for i in (len(dense), len(dense) + 1):
+        w, m = by_patch[i]
+        assert m == [i] and (w.width, w.height) == (LOCATOR_PX, LOCATOR_PX)
+    assert sum(len(m) > 1 for _, m in plan) >= 36  # each cluster read once, not once per patch
+
+
+def test_the_mosaic_reads_overviews_fine_enough_for_it(tmp_path, monkeypatch):
+    """A tile with overviews is read from the coarsest one whose pixels are no larger than the mosaic's."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from satcheck.report import draw
+    from satcheck.report.locator import plan_mosaics, read_mosaic
+
+    b, a = _tiles(tmp_path, 1.0, 1024)
+    x, y = ORIGIN[0] + 500, ORIGIN[1] - 500
+    (win, _), = plan_mosaics([box(x, y, x + 20, y + 20)])
+    plain = read_mosaic(win, [a], a.crs)
+    with rasterio.open(a.path, "r+") as dst:
+        dst.build_overviews([2, 4, 8, 16], Resampling.average)  # 7.8 m wanted: the 4 m one
+    opened = []
+    real = draw.rasterio.open
+    monkeypatch.setattr(draw.rasterio, "open", lambda p, *k, **kw: opened.append(kw) or real(p, *k, **kw))
+    fast = read_mosaic(win, [a], a.crs)
+    assert {"overview_level": 1} in opened
+    both = plain.ok & fast.ok
+    assert (plain.ok == fast.ok).mean() > 0.99 and np.abs(plain.rgb[:, both] - fast.rgb[:, both]).mean() < 0.002

@@ -20,8 +20,8 @@ from satcheck.geometry import box_in
 from satcheck.patch_ids import Issued, read_registry, write_registry
 from satcheck.patches import PatchContext, make_patches, outside_admin
 from satcheck.progress import Progress, report
-from satcheck.report.chips import write_patch_images
-from satcheck.report.sheets import write_html, write_pdf
+from satcheck.report.chips import cores, write_patch_images
+from satcheck.report.sheets import chip_jpegs, write_html, write_pdf
 from satcheck.rules import check_fit, load_rules
 
 FIELD_FORMATS = ("geojson", "kml", "csv", "shp")
@@ -102,12 +102,14 @@ def enforcement_outputs(changes: gpd.GeoDataFrame, pairs: list[Pair], rules_dir:
         report(progress, "chips", 0, len(field))
         chips = _chips(field, pairs, out / "chips", ctx.pixel_m, cfg, rules, progress)
         report(progress, "sheets", 0, sheets)
+        jpegs = chip_jpegs(chips, cores())  # decoded and encoded once, for both sheets
         if cfg.report.html:
-            outputs["sheet_html"] = str(write_html(field, chips, out / "field_sheet.html"))
+            outputs["sheet_html"] = str(write_html(field, chips, out / "field_sheet.html", jpegs=jpegs))
             report(progress, "sheets", 1, sheets)
         if cfg.report.pdf:
             try:
-                outputs["sheet_pdf"] = str(write_pdf(field, chips, out / "field_sheet.pdf", cfg.report.cjk_font))
+                outputs["sheet_pdf"] = str(write_pdf(field, chips, out / "field_sheet.pdf", cfg.report.cjk_font,
+                                                     jpegs=jpegs))
             except OutputError as exc:  # the HTML sheet is there; say why the PDF is not
                 rules.problems.append(f"field_sheet.pdf not written: {exc}")
             report(progress, "sheets", sheets, sheets)

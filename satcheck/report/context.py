@@ -56,6 +56,15 @@ def _label(layer: str, row) -> str:
     return ""
 
 
+def build_indexes(rules, layers=(*CHIP_LAYERS, "admin")) -> None:
+    """Build the spatial index of each layer now: a GeoDataFrame builds it on first use, which threads drawing
+    patches at once would race to do; once built, they only read it."""
+    for name in layers:
+        gdf = _layer(rules, name)
+        if gdf is not None and len(gdf):
+            _ = gdf.sindex
+
+
 def outlines(rules, bounds: tuple[float, float, float, float], layers=CHIP_LAYERS, limit: int = 2000) -> list[Outline]:
     """Parts of the rule layers inside ``bounds`` (minx, miny, maxx, maxy in the layers' CRS), clipped to it."""
     if rules is None:

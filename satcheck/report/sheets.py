@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
@@ -72,6 +73,20 @@ def jpeg(path: Path | None, quality: int = JPEG_QUALITY) -> bytes | None:
     return buf.getvalue()
 
 
+def chip_jpegs(chips: dict[str, tuple], threads: int = 2) -> dict[Path, bytes | None]:
+    """Every image of ``chips`` (patch id -> paths) as JPEG, once for both sheets, decoded and encoded in
+    ``threads`` threads (Pillow releases the GIL while it does)."""
+    paths = sorted({Path(p) for ps in chips.values() for p in ps if p is not None})
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return dict(zip(paths, pool.map(jpeg, paths)))
+
+
+def _jpeg_of(path: Path | None, jpegs: dict[Path, bytes | None] | None) -> bytes | None:
+    if path is not None and jpegs is not None and Path(path) in jpegs:
+        return jpegs[Path(path)]
+    return jpeg(path)
+
+
 def _data_uri(data: bytes | None) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii") if data else ""
 
@@ -96,7 +111,7 @@ def _history(events: list, lang: str, reasons: dict[str, str]) -> list[str]:
 
 
 def _records(patches: pd.DataFrame, chips: dict[str, tuple], review: dict[str, dict] | None = None,
-             lang: str = "zh") -> list[dict]:
+             lang: str = "zh", jpegs: dict[Path, bytes | None] | None = None) -> list[dict]:
     reasons = default_reasons_zh()
     recs = []
     for _, r in patches.iterrows():
@@ -104,7 +119,7 @@ def _records(patches: pd.DataFrame, chips: dict[str, tuple], review: dict[str, d
         d["class_zh"] = CLASS_ZH.get(d["class"], d["class"])
         d["show"] = {k: shown(k, d[k], lang, reasons) for k in PATCH_FIELDS}
         b, a, loc = (tuple(chips.get(d["patch_id"], ())) + (None, None, None))[:3]
-        d["_jpegs"] = tuple(jpeg(p) for p in (b, a, loc))
+        d["_jpegs"] = tuple(_jpeg_of(p, jpegs) for p in (b, a, loc))
         d["before_chip"], d["after_chip"], d["locator"] = (_data_uri(j) for j in d["_jpegs"])
         info = (review or {}).get(d["patch_id"])
         if info is not None:
@@ -123,9 +138,10 @@ def _review_labels() -> list[tuple[str, str]]:
 
 
 def write_html(patches: pd.DataFrame, chips: dict, path: Path, review: dict[str, dict] | None = None,
-               purpose: str = "review", lang: str = "zh") -> Path:
+               purpose: str = "review", lang: str = "zh", jpegs: dict[Path, bytes | None] | None = None) -> Path:
+    """``jpegs``: the chips as :func:`chip_jpegs` gives them, where the PDF takes them too."""
     env = Environment(loader=PackageLoader("satcheck", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    recs = _records(patches, chips, review, lang)
+    recs = _records(patches, chips, review, lang, jpegs)
     first = recs[0] if recs else {}
     html = env.get_template("field_sheet.html.j2").render(
         patches=recs, period=first.get("period", "") or "", before_date=first.get("before_date", "") or "",
@@ -137,7 +153,8 @@ def write_html(patches: pd.DataFrame, chips: dict, path: Path, review: dict[str,
 
 
 def write_pdf(patches: pd.DataFrame, chips: dict, path: Path, font_path: str | None = None,
-              review: dict[str, dict] | None = None, purpose: str = "review", lang: str = "zh") -> Path:
+              review: dict[str, dict] | None = None, purpose: str = "review", lang: str = "zh",
+              jpegs: dict[Path, bytes | None] | None = None) -> Path:
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
@@ -156,7 +173,7 @@ def write_pdf(patches: pd.DataFrame, chips: dict, path: Path, font_path: str | N
                             textColor=colors.HexColor("#b00000" if purpose == "review" else "#006000"))
     grid = TableStyle([("FONT", (0, 0), (-1, -1), "CJK", 8), ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
                        ("BACKGROUND", (0, 0), (-1, 0), colors.whitesmoke), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")])
-    recs = _records(patches, chips, review, lang)
+    recs = _records(patches, chips, review, lang, jpegs)
     first = recs[0] if recs else {}
     story = [Paragraph(TITLE, title), Paragraph(PURPOSES[purpose][0], banner),
              Paragraph(_escape(f"监测期 {first.get('period') or ''}　前时相 {first.get('before_date') or ''}　后时相 "

@@ -1,0 +1,146 @@
+"""What the chips and the locator share: imagery warped onto an image's grid, one stretch, outlines, scale bar."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from PIL import Image, ImageDraw, ImageFont
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+
+from satcheck.atomic import atomic_path
+from satcheck.masks import dn_scale
+from satcheck.tiles import TileInfo
+
+NICE_LENGTHS = (5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000)
+# zlib level 1: pixels identical to the default level 6, files ~10 % larger, written ~2.5 times faster; the chips
+# are photographs, which no PNG level shrinks much, and three of them are written per patch.
+PNG_LEVEL = 1
+
+
+def read_rgb(tiles: list[TileInfo], crs, transform, width: int, height: int,
+             resampling: Resampling = Resampling.bilinear,
+             overview_m: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """R, G, B of ``tiles`` warped onto a grid, scaled to about 0..1, and the valid mask.
+
+    The first tile with valid pixels at a place gives them. ``overview_m``: a tile's overviews with pixels no
+    larger than this are read instead of its full resolution (for a grid much coarser than the tiles).
+    """
+    rgb = np.zeros((3, height, width), np.float32)
+    ok = np.zeros((height, width), bool)
+    with contextlib.ExitStack() as stack:
+        for t in tiles:
+            src = stack.enter_context(_open(t, overview_m))
+            vrt = stack.enter_context(WarpedVRT(src, crs=crs, transform=transform, width=width, height=height,
+                                                resampling=resampling))
+            bands = t.band_indexes[:3] if t.count >= 3 else t.band_indexes[:1] * 3
+            data = vrt.read(bands).astype(np.float32)
+            m = (vrt.read_masks(1) > 0) & ~ok & np.isfinite(data).all(axis=0)  # NaN of a float tile: nodata
+            if not m.any():
+                continue
+            rgb[:, m] = data[:, m] / dn_scale(t.dtype, data[:, m])
+            ok |= m
+    return rgb, ok
+
+
+def _open(t: TileInfo, overview_m: float | None):
+    """The tile, or its coarsest overview whose pixels are at most ``overview_m``: an average of a coarse grid then
+    decodes a fraction of the tile."""
+    if overview_m is None:
+        return rasterio.open(t.path)
+    with rasterio.open(t.path) as src:
+        factors = src.overviews(t.band_indexes[0])
+    level = max((i for i, f in enumerate(factors) if t.pixel_m * f <= overview_m), default=None)
+    return rasterio.open(t.path) if level is None else rasterio.open(t.path, overview_level=level)
+
+
+def stretch_pair(a: np.ndarray, b: np.ndarray, ok_a: np.ndarray, ok_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One 2–98 % stretch per band from both chips, so brightness differences stay visible."""
+    out_a, out_b = np.zeros(a.shape[1:] + (3,), np.uint8), np.zeros(b.shape[1:] + (3,), np.uint8)
+    for i in range(3):
+        vals = np.concatenate([a[i][ok_a], b[i][ok_b]])
+        lo, hi = np.quantile(vals, [0.02, 0.98]) if vals.size else (0.0, 1.0)
+        span = max(hi - lo, 1e-6)
+        out_a[..., i] = np.clip((a[i] - lo) / span * 255, 0, 255).astype(np.uint8)
+        out_b[..., i] = np.clip((b[i] - lo) / span * 255, 0, 255).astype(np.uint8)
+    return out_a, out_b
+
+
+def save_png(img: Image.Image, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG", compress_level=PNG_LEVEL)
+    return path
+
+
+def font(size: int, cjk: bool = False):
+    if cjk:
+        with contextlib.suppress(Exception):
+            from satcheck.report.sheets import find_cjk_font
+
+            return ImageFont.truetype(str(find_cjk_font()), size)
+    with contextlib.suppress(OSError):
+        return ImageFont.truetype("DejaVuSans.ttf", size)
+    return ImageFont.load_default()
+
+
+def rings(geom):
+    if geom is None or geom.is_empty:
+        return []
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        polys = [geom] if geom.geom_type == "Polygon" else list(geom.geoms)
+        return [r for p in polys for r in (p.exterior, *p.interiors)]
+    if geom.geom_type in ("LineString", "LinearRing"):
+        return [geom]
+    if hasattr(geom, "geoms"):
+        return [r for g in geom.geoms for r in rings(g)]
+    return []
+
+
+def draw_outline(img: Image.Image, geom, transform, colour, width: int = 2) -> None:
+    d = ImageDraw.Draw(img)
+    inv = ~transform
+    for ring in rings(geom):
+        pts = [inv * (x, y) for x, y in ring.coords]
+        if len(pts) >= 2:
+            d.line(pts, fill=colour, width=width, joint="curve")
+
+
+def _scale_bar_box(w: int, h: int, px: float, label_w: float, scale: int, corner: str) -> tuple[float, float, float, float]:
+    bw, bh = px + label_w + 14 * scale, 18 * scale
+    x0 = 2 * scale if corner.endswith("l") else w - 2 * scale - bw
+    y0 = h - 2 * scale - bh if corner.startswith("b") else 2 * scale
+    return x0, y0, x0 + bw, y0 + bh
+
+
+def draw_scale_bar(img: Image.Image, metres_per_px: float, avoid: tuple[float, float, float, float] | None = None,
+                   corners: tuple[str, ...] = ("bl", "br", "tr", "tl")) -> tuple[float, float, float, float]:
+    """A scale bar in the first corner whose box stays clear of ``avoid`` (the patch's pixel bounds)."""
+    w, h = img.size
+    scale = max(1, w // 256)
+    target = w * metres_per_px / 4
+    length = min(NICE_LENGTHS, key=lambda n: abs(n - target))
+    px = length / metres_per_px
+    d = ImageDraw.Draw(img)
+    f = font(11 * scale)
+    label = f"{length} m"
+    lw = d.textlength(label, font=f)
+    box = None
+    for corner in corners:
+        box = _scale_bar_box(w, h, px, lw, scale, corner)
+        if avoid is None or not (box[0] < avoid[2] and avoid[0] < box[2] and box[1] < avoid[3] and avoid[1] < box[3]):
+            break
+    x0, y0, x1, y1 = box
+    d.rectangle([x0, y0, x1, y1], fill=(0, 0, 0))
+    d.rectangle([x0 + 4 * scale, y1 - 7 * scale, x0 + 4 * scale + px, y1 - 3 * scale], fill=(255, 255, 255))
+    d.text((x0 + 8 * scale + px, y0 + 2 * scale), label, fill=(255, 255, 255), font=f)
+    return box
+
+
+def pixel_bounds(geom, transform) -> tuple[float, float, float, float]:
+    minx, miny, maxx, maxy = geom.bounds
+    inv = ~transform
+    (ax, ay), (bx, by) = inv * (minx, maxy), inv * (maxx, miny)
+    return min(ax, bx) - 3, min(ay, by) - 3, max(ax, bx) + 3, max(ay, by) + 3
