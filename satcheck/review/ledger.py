@@ -76,7 +76,8 @@ def append_event(db: sqlite3.Connection, patch_id: str, from_state: str, to_stat
 
 
 class Ledger:
-    def __init__(self, path: str | Path, config: ReviewConfig = ReviewConfig(), create: bool = True):
+    def __init__(self, path: str | Path, config: ReviewConfig = ReviewConfig(), create: bool = True,
+                 check_pages: bool = True):
         self.path = Path(path)
         self.config = config
         if not self.path.exists() and not create:
@@ -97,6 +98,8 @@ class Ledger:
                 raise self._db_error(exc) from None
             raise LedgerError(f"{self.path}: not a satcheck ledger ({exc}); pass a ledger file or a new path") from None
         self._check_schema()
+        if check_pages:  # off only where one process opens it many times and checked it once (the web page)
+            self._check_pages()
 
     # ------------------------------------------------------------------ plumbing
     @contextlib.contextmanager
@@ -148,6 +151,12 @@ class Ledger:
         if "no such" in msg or "has no column" in msg:
             return LedgerError(f"{self.path}: damaged ledger ({msg}); nothing was changed; restore it from a backup")
         return LedgerError(f"{self.path}: the ledger could not be written ({msg}); nothing was changed")
+
+    def _check_pages(self) -> None:
+        found = schema.damaged_pages(self.db)
+        if found:
+            raise LedgerError(f"{self.path}: damaged ledger file ({found}); nothing was changed; restore it from a "
+                              "backup (satcheck cannot repair a ledger)")
 
     def _check_schema(self) -> None:
         """Refuse a ledger whose tables, views, triggers or columns are not those of its schema version."""

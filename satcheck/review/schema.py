@@ -77,6 +77,22 @@ def _schema(db: sqlite3.Connection) -> dict[str, tuple[str, set[str]]]:
     return out
 
 
+def damaged_pages(db: sqlite3.Connection) -> str | None:
+    """The first damage ``PRAGMA quick_check`` finds in the file's pages; None: none.
+
+    A query meets a damaged page only when it reads it ("database disk image is malformed", maybe long after a
+    write went in beside it); the check reads every page once (about 30 ms for 13,000 patches).
+    """
+    try:
+        rows = db.execute("PRAGMA quick_check(1)").fetchall()
+    except sqlite3.DatabaseError as exc:  # damage the check cannot even step over
+        return str(exc) or type(exc).__name__
+    found = [line for r in rows for line in str(r[0]).splitlines() if line.strip() and not line.startswith("***")]
+    if found == ["ok"]:
+        return None
+    return found[0] if found else "damaged pages"
+
+
 @functools.lru_cache(maxsize=1)
 def _expected_schema() -> dict[str, tuple[str, set[str]]]:
     """What :data:`MIGRATIONS` make, from an empty database in memory."""

@@ -119,7 +119,7 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
     env = Environment(loader=PackageLoader("satcheck", "templates"), autoescape=select_autoescape(["html", "j2"]))
 
     def open_ledger() -> Ledger:
-        lg = Ledger(ledger_path, config, create=False)
+        lg = Ledger(ledger_path, config, create=False, check_pages=False)  # checked at the start, above
         lg.db.execute(f"PRAGMA busy_timeout={int(BUSY_WAIT_S * 1000)}")
         return lg
 

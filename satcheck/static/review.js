@@ -12,7 +12,7 @@
   let decided = [];       // {id, state} of decisions made on this page, latest last: what u undoes
   let confirming = null;  // a decision repeated to confirm it without chips ("accept:" or "reject:seasonal")
 
-  const BUSY_TRIES = 150;  // about five minutes of a busy ledger (2 s waits, 2 s apart), then the error is shown
+  const BUSY_TRIES = 75;  // about five minutes of a busy ledger (the server waits 2 s, the page 2 s), then the error
 
   async function api(url, options) {
     options = options || {};
