@@ -14,11 +14,17 @@ import datetime as dt
 import os
 import uuid
 from pathlib import Path
+from typing import Iterable
 
 from satcheck.atomic import atomic_path
-from satcheck.errors import SatcheckError
+from satcheck.errors import OutputError, SatcheckError
 
 MARKER = "INCOMPLETE.txt"
+# Files at the top of a run's folder that not every run writes (patches and exports only with rule layers, the
+# sheets only when configured, the PDF not when it fails): what an earlier run may leave that a later one does
+# not replace. The patch id registry is not among them: ids are meant to outlive runs.
+OPTIONAL_FILES = ("patches.gpkg", "patches.geojson", "patches.kml", "patches.csv", "patches.xlsx", "field_sheet.html",
+                  "field_sheet.pdf", *(f"patches.{x}" for x in ("shp", "dbf", "shx", "prj", "cpg")))
 
 
 class IncompleteOutputError(SatcheckError, ValueError):
@@ -50,6 +56,29 @@ def run_id(out: str | os.PathLike) -> str | None:
 def seal(out: str | os.PathLike) -> None:
     """``out`` is complete: its run wrote its last output."""
     (Path(out) / MARKER).unlink(missing_ok=True)
+
+
+def remove_stale(out: str | os.PathLike, written: Iterable[str | os.PathLike], tiles: Iterable[str]) -> list[Path]:
+    """Remove what an earlier run left in ``out`` that this run did not write; returns what was removed.
+
+    ``written``: the files this run wrote (a Shapefile: its .shp); ``tiles``: the tiles whose probability COGs
+    (``probability/<tile>.tif``) are this run's. A run without rule layers after one with them leaves no patches
+    of the other behind, nor a sheet that failed this time an earlier run's sheet.
+    """
+    out = Path(out)
+    names = {Path(w).name for w in written}
+    if "patches.shp" in names:
+        names.update(f"patches.{x}" for x in ("dbf", "shx", "prj", "cpg"))
+    keep = set(tiles)
+    stale = [out / n for n in OPTIONAL_FILES if n not in names and (out / n).is_file()]
+    stale += [f for f in sorted((out / "probability").glob("*.tif")) if f.stem not in keep]
+    for f in stale:
+        try:
+            f.unlink(missing_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{f}: left by an earlier run and cannot be removed ({exc.strerror or exc}); remove it "
+                              "by hand and run again, or choose another --out") from None
+    return stale
 
 
 def is_complete(out: str | os.PathLike) -> bool:

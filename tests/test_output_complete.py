@@ -122,3 +122,35 @@ def test_a_tile_whose_files_were_being_replaced_is_redone(tmp_path, monkeypatch)
     s = json.loads(ok(_batch(tmp_path)).strip().splitlines()[-1])
     assert s["processed"] == 1 and s["skipped"] == 8 and not s["failed"]
     assert not (tmp_path / "out" / MARKER).exists()
+
+
+def test_a_run_leaves_nothing_of_an_earlier_run_it_did_not_replace(land, tmp_path):
+    """A run without rule layers after one with them used to leave the earlier patches, exports and sheets beside
+    its own changes (review import took them); a run over fewer tiles, the others' probability COGs."""
+    out = tmp_path / "out"
+    ok(_run(land, out))
+    assert (out / "field_sheet.pdf").is_file() and len(list((out / "probability").glob("*.tif"))) == 9
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "S_20261001_r1c1.tif").symlink_to(land / "after" / "S_20261001_r1c1.tif")
+    ok(invoke("run", land / "before", one, "--out", out, "--detector", "cva", "--json"))
+    assert not list(out.glob("patches.*")) and not list(out.glob("field_sheet.*"))
+    assert [f.name for f in (out / "probability").glob("*.tif")] == ["S_20261001_r1c1.tif"]
+    assert (out / "changes.gpkg").is_file() and (out / "run.json").is_file() and not (out / MARKER).exists()
+    one_line_error(invoke("review", "import", tmp_path / "ledger.sqlite", out / "patches.gpkg"), "not found")
+
+
+def test_a_sheet_that_failed_this_time_leaves_no_earlier_sheet(land, tmp_path, monkeypatch):
+    import satcheck.batch.enforce as enforce
+    from satcheck.errors import OutputError
+
+    out = tmp_path / "out"
+    ok(_run(land, out))
+
+    def bad_pdf(*_a, **_k):
+        raise OutputError("field_sheet.pdf: cannot be written (No space left on device); free some space")
+
+    monkeypatch.setattr(enforce, "write_pdf", bad_pdf)
+    s = json.loads(ok(_run(land, out)).strip().splitlines()[-1])
+    assert any("field_sheet.pdf not written" in p for p in s["rule_problems"])
+    assert not (out / "field_sheet.pdf").exists() and (out / "field_sheet.html").is_file()

@@ -21,7 +21,7 @@ from satcheck.deliverable_crs import deliverable_crs
 from satcheck.detect import get_detector
 from satcheck.detect.polygons import Piece, merge_pieces
 from satcheck.errors import OutputError
-from satcheck.outfolder import begin, run_id, seal
+from satcheck.outfolder import begin, remove_stale, run_id, seal
 from satcheck.progress import Progress, report
 from satcheck.rules import check_attributes, check_fit
 from satcheck.tiles import find_tiles, open_tile
@@ -139,6 +139,7 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     with atomic_path(config_path) as tmp:
         tmp.write_text(dump_config(config), encoding="utf-8")
     outputs["config"] = str(config_path)
+    remove_stale(out, outputs.values(), [p.name for p in pairs] if config.output.probability_cog else [])
     result = RunResult(out, changes, pairs, detector_name, time.perf_counter() - t0, pixels,
                        masked / max(pixels, 1), outputs, patches, problems, shifts or {},
                        list(dict.fromkeys(w for w in warnings if w)), config)
