@@ -378,6 +378,10 @@ class PairReader(contextlib.AbstractContextManager):
         shape = (max(1, int(round(win.height / f))), max(1, int(round(win.width / f))))
         with contextlib.ExitStack() as stack:
             before, after, b_ok, a_ok = self._read_dn(win, shape, handles or self._open(stack, shifts))
+        if shape[0] * shape[1] < 16:
+            raise NoOverlapError(
+                f"{self.pair.after.path}: the dates overlap by only {win.width} x {win.height} px of it, too few to "
+                "compare; check that both dates show the same place at a similar pixel size")
         empty = [t.path for t, has in ((self.pair.befores[0], b_ok), (self.pair.after, a_ok)) if has.sum() < 16]
         if empty:
             raise NoOverlapError(

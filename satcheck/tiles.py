@@ -174,6 +174,7 @@ def open_tile(path: str | os.PathLike, order: Sequence[int] | None = None) -> Ti
                 indexes=tuple(image),
                 band_order_from=known,
             )
+            _read_last_block(src, p)
     except RasterioIOError:
         raise TileReadError(f"{p}: not a readable raster; pass a GeoTIFF (is the file complete?)") from None
     if info.crs is None:
@@ -181,6 +182,18 @@ def open_tile(path: str | os.PathLike, order: Sequence[int] | None = None) -> Ti
     if info.transform.is_identity or info.transform.b != 0 or info.transform.d != 0:
         raise TileGeoreferenceError(f"{p}: has no north-up geotransform; georeference it first")
     return info
+
+
+def _read_last_block(src, path: Path) -> None:
+    """Read the tile's last block: GDAL writes blocks in order, so a file cut short (a copy that stopped, a full
+    disk) opens fine and fails only when its missing end is read, deep in a run; this finds it at open."""
+    bh, bw = src.block_shapes[0]
+    row, col = (src.height - 1) // bh * bh, (src.width - 1) // bw * bw
+    try:
+        src.read(1, window=Window(col, row, min(bw, src.width - col), min(bh, src.height - row)))
+    except RasterioIOError:
+        raise TileReadError(f"{path}: cut short or damaged (its last block cannot be read); copy or download it "
+                            "again") from None
 
 
 _ROLE_NAMES = {
