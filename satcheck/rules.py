@@ -270,8 +270,11 @@ def check_attributes(folder: str | Path | None, cfg: RulesConfig) -> None:
     made from the attribute tables alone, so a bad layer fails before any tile is read rather than after."""
     import pyogrio
 
-    if folder is None or not Path(folder).is_dir():
+    if folder is None:
         return
+    if not Path(folder).is_dir():
+        raise RuleLayerError(f"{folder}: rules folder not found; pass --rules with a folder of layers "
+                             f"named {', '.join(LAYERS)}")
     for name in LAYERS:
         path = find_layer(Path(folder), name)
         if path is None:
