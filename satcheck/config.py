@@ -103,7 +103,7 @@ class ModelConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    detector: str = Field("auto", description="auto | model | cva")
+    detector: Literal["auto", "model", "cva"] = Field("auto", description="auto | model | cva")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cva: CvaConfig = CvaConfig()
     model: ModelConfig = ModelConfig()
@@ -288,6 +288,8 @@ def _validate(model: type[BaseModel], data: object, source: str):
 
 def load_yaml(path: str | os.PathLike) -> object:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not a YAML file; pass the file itself")
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found; pass an existing YAML file")
     try:

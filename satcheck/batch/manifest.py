@@ -6,7 +6,9 @@ import datetime as dt
 import glob
 import json
 import re
+import tempfile
 from pathlib import Path
+from typing import Literal
 
 import rasterio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -33,8 +35,8 @@ class Manifest(BaseModel):
     ledger: str | None = None
     out: str
     config: str | None = Field(None, description="Run configuration (YAML); default: the built-in defaults.")
-    detector: str | None = None
-    device: str | None = None
+    detector: Literal["auto", "model", "cva"] | None = None
+    device: Literal["auto", "cpu", "cuda"] | None = None
 
     @field_validator("period")
     @classmethod
@@ -71,7 +73,27 @@ def load_manifest(path: str | Path) -> tuple[Manifest, RunConfig]:
         raise ConfigError(f"{path}: rules folder '{m.rules}' not found; fix 'rules:' in the manifest")
     cfg = load_config(m.config).with_overrides(**{"detect.detector": m.detector, "detect.device": m.device})
     check_period(m, path)
+    if m.ledger:
+        check_ledger(Path(m.ledger), path, cfg)
     return m, cfg
+
+
+def check_ledger(ledger: Path, path: Path, cfg: RunConfig) -> None:
+    """Refuse a ledger the batch could not import into, before any tile is read rather than after all of them."""
+    from satcheck.review.ledger import Ledger
+
+    if ledger.is_dir():
+        raise ConfigError(f"{path}: ledger '{ledger}' is a folder; fix 'ledger:' in the manifest (a file such as "
+                          "ledger.sqlite)")
+    try:
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=ledger.parent).close()  # SQLite writes its journal beside the ledger
+    except OSError as exc:
+        raise ConfigError(f"{path}: ledger '{ledger}' cannot be written in its folder ({exc.strerror or exc}); fix "
+                          "'ledger:' in the manifest, or make the folder writable") from None
+    if ledger.exists():
+        with Ledger(ledger, cfg.review, create=False):
+            pass  # not a ledger, damaged, newer: its own one-line error, now
 
 
 def check_period(m: Manifest, path: Path) -> None:
@@ -154,7 +176,12 @@ def _stac_tiles(path: Path, asset: str | None) -> list[Path]:
             raise TileReadError(f"{path}: item '{item.id}' has no {'asset ' + repr(asset) if asset else 'GeoTIFF asset'}; "
                                 "set 'asset:' in the manifest")
         href = chosen.get_absolute_href() or chosen.href
-        out.append(Path(href if Path(href).is_absolute() else path.parent / href))
+        tile = Path(href.removeprefix("file://"))
+        tile = tile if tile.is_absolute() else path.parent / tile
+        if "://" not in href.removeprefix("file://") and not tile.is_file():
+            raise TileReadError(f"{path}: item '{item.id}' points to {tile}, which is not there; fix its href, or "
+                                "download the tile")
+        out.append(tile)
     if not out:
         raise TileReadError(f"{path}: the STAC file lists no items")
     return sorted(out)
