@@ -53,7 +53,8 @@ class ModelDetector:
             raise ModelError("models/changenet.pt: no shipped weights found; run 'satcheck train' or pass weights "
                              "in detect.model.weights")
         if not path.is_file():
-            raise ModelError(f"{path}: weights file not found; pass --model with a file made by 'satcheck train'")
+            raise ModelError(f"{path}: weights file not found; set detect.model.weights in the run "
+                             "configuration (--model for 'satcheck eval') to a file made by 'satcheck train'")
         self.predictor, meta = build_predictor(cfg, device, path)
         fits = tuple(meta.get("bands", SUPPORTED_BANDS))
         if bands not in fits:

@@ -56,7 +56,8 @@ def load_weights(path: str | Path) -> tuple[ChangeNet, dict]:
 
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"{path}: weights file not found; pass --model with a file made by 'satcheck train'")
+        raise ModelError(f"{path}: weights file not found; set detect.model.weights in the run "
+                             "configuration (--model for 'satcheck eval') to a file made by 'satcheck train'")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
