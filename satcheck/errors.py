@@ -49,5 +49,9 @@ class RuleLayerError(SatcheckError, ValueError):
     """A rule layer cannot be read or lacks a required attribute."""
 
 
+class PatchFileError(SatcheckError, ValueError):
+    """A patches file is not one satcheck wrote, or lost what each patch needs (id, period, class)."""
+
+
 class OutputError(SatcheckError, OSError):
     """An output cannot be written."""

@@ -20,7 +20,7 @@ import geopandas as gpd
 import pandas as pd
 
 from satcheck.atomic import atomic_dir, atomic_path, make_dirs
-from satcheck.errors import OutputError
+from satcheck.errors import OutputError, PatchFileError
 from satcheck.labels import REVIEW_FIELDS, default_reasons_zh, display
 from satcheck.outfolder import check_complete
 from satcheck.patches import PATCH_FIELDS
@@ -52,9 +52,36 @@ def read_patches(path: str | Path) -> gpd.GeoDataFrame:
         raise OutputError(f"{p}: patches file not found; pass the patches.gpkg written by 'satcheck run --rules'")
     check_complete(p)  # not the patches of a run that failed half-way
     try:
-        return gpd.read_file(p, layer=LAYER, engine="pyogrio")
+        gdf = gpd.read_file(p, layer=LAYER, engine="pyogrio")
     except Exception as exc:
         raise OutputError(f"{p}: has no '{LAYER}' layer ({type(exc).__name__}); pass a patches.gpkg from satcheck") from None
+    check_patches(gdf, p)
+    return gdf
+
+
+def check_patches(gdf: gpd.GeoDataFrame, path: Path) -> None:
+    """Refuse a patches layer that lost what each patch needs: an id (once), a period, a known class. A layer
+    edited by hand or by another tool would otherwise be exported, or imported for review, wrong and unsaid."""
+    from satcheck.patches import CLASSES
+
+    missing = [c for c in ("patch_id", "period", "class") if c not in gdf.columns]
+    if missing:
+        raise PatchFileError(f"{path}: the patches layer has no {', '.join(missing)} column; pass the patches.gpkg "
+                             "a run wrote, not an edited copy")
+    for col in ("patch_id", "period", "class"):
+        blank = gdf[col].isna() | (gdf[col].astype(str).str.strip() == "")
+        if blank.any():
+            raise PatchFileError(f"{path}: feature {int(blank.to_numpy().nonzero()[0][0]) + 1} has no {col}; "
+                                 "pass the patches.gpkg a run wrote, or fill it in")
+    twice = gdf["patch_id"][gdf["patch_id"].duplicated()]
+    if len(twice):
+        n = int((gdf["patch_id"] == twice.iloc[0]).sum())
+        raise PatchFileError(f"{path}: patch id '{twice.iloc[0]}' is given to {n} features; each patch needs its "
+                             "own id: pass the patches.gpkg a run wrote")
+    unknown = sorted(set(gdf["class"]) - set(CLASSES))
+    if unknown:
+        raise PatchFileError(f"{path}: class '{unknown[0]}' is not a satcheck class ({', '.join(CLASSES)}); pass "
+                             "the patches.gpkg a run wrote")
 
 
 def select(patches: gpd.GeoDataFrame, classes: list[str] | None = None, admin: list[str] | None = None,
