@@ -80,9 +80,17 @@ class Ledger:
                  check_pages: bool = True):
         self.path = Path(path)
         self.config = config
+        self._create = create
         if not self.path.exists() and not create:
             raise LedgerError(f"{self.path}: ledger not found; create it with 'satcheck review import {self.path} PATCHES'")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not create and self.path.is_file() and self.path.stat().st_size == 0:
+            raise LedgerError(f"{self.path}: an empty file, not a satcheck ledger; pass a ledger file, or import "
+                              "patches into it to start one")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(f"{self.path}: its folder cannot be made ({exc.strerror or exc}); pass a ledger path in a "
+                              "writable folder") from None
         try:
             self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             self.db.row_factory = sqlite3.Row
@@ -170,6 +178,16 @@ class Ledger:
 
     def _migrate(self) -> None:
         version = schema.version(self.db)
+        if version == 0:
+            # SQLite takes an empty file, or any other database, for a new one: the schema would be written into
+            # a file that was never a ledger (someone else's database, a file cut to nothing).
+            tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            if tables:
+                raise LedgerError(f"{self.path}: an SQLite database, but not a satcheck ledger (it holds other "
+                                  "tables); pass a ledger file or a new path")
+            if not self._create:
+                raise LedgerError(f"{self.path}: not a satcheck ledger (no ledger tables); pass a ledger file, or "
+                                  "import patches into a new path to start one")
         if version > SCHEMA_VERSION:
             raise LedgerError(f"{self.path}: ledger schema {version} is newer than this satcheck ({SCHEMA_VERSION}); "
                               "upgrade satcheck")

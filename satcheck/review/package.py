@@ -28,7 +28,11 @@ def write_package(lg: Ledger, out: str | Path, state: str = "accepted", period: 
                   html: bool = True, pdf: bool = True) -> Package:
     """Field sheets (HTML and PDF) and patches.gpkg/.kml/.csv/.xlsx of the patches in ``state``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot be made a folder ({exc.strerror or exc}); choose a writable --out folder") \
+            from None
     gdf = review_frame(lg, period=period, cls=cls, state=state, admin=admin)
     pkg = Package(len(gdf))
     pkg.outputs.update(write_all(gdf, out, PACKAGE_FORMATS, lang, stem="patches"))
