@@ -56,6 +56,8 @@ def run(
 
     if device not in (None, "auto", "cpu", "cuda"):
         raise typer.BadParameter(f"'{device}' is not one of auto, cpu, cuda", param_hint="--device")
+    if detector not in (None, "auto", "model", "cva"):
+        raise typer.BadParameter(f"'{detector}' is not one of auto, model, cva", param_hint="--detector")
     try:
         cfg = load_config(config).with_overrides(**{"detect.detector": detector, "detect.device": device,
                                                      "rules.allow_partial": allow_partial_rules or None})
@@ -138,6 +140,11 @@ def train(
     """Train the change model on synthetic scenes and labelled A/B/label datasets."""
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"'{device}' is not one of auto, cpu, cuda", param_hint="--device")
+    for d in dataset:
+        # One named on the command line is meant to be trained on: found absent only after the synthetic scenes
+        # are made (minutes), it would be skipped with a line in the log.
+        if not d.is_dir():
+            raise typer.BadParameter(f"{d} is not a folder; pass a folder with A/, B/ and label/", param_hint="--dataset")
     from satcheck.model.train import FolderSource, load_train_config
     from satcheck.model.train import train as run_training
 
@@ -281,6 +288,8 @@ def export(
             raise typer.BadParameter(f"'{c}' is not one of {', '.join(CLASSES)}", param_hint="--class")
     if lang not in ("en", "zh"):
         raise typer.BadParameter("must be en or zh", param_hint="--lang")
+    if min_area is not None and min_area < 0:
+        raise typer.BadParameter(f"{min_area:g} is below 0; pass an area in m², or leave it out", param_hint="--min-area")
     try:
         chosen = select(read_patches(patches_file), cls or None, admin or None, min_area)
         written = write_all(chosen, out_dir, formats, lang, stem)
@@ -302,6 +311,11 @@ def score(
     """Object recall and false polygons per km² of a run against known changes."""
     from satcheck.scoring import read_vector, score_objects
 
+    if not 0 < iou <= 1:
+        raise typer.BadParameter(f"{iou:g} is not an overlap; pass a share above 0 and at most 1, e.g. 0.5",
+                                 param_hint="--iou")
+    if min_area < 0:
+        raise typer.BadParameter(f"{min_area:g} is below 0; pass an area in m²", param_hint="--min-area")
     try:
         pred = read_vector(result, "run's changes or patches")
         true = read_vector(truth, "true changes")
@@ -311,12 +325,14 @@ def score(
     except SatcheckError as exc:
         raise fail(exc) from None
     s = score_objects(pred, true, area, min_truth_m2=min_area, min_pred_m2=min_area, iou=iou)
-    d = {"truths": s.truths, "found": s.found, "recall": s.recall, "false_polygons": s.false_objects,
+    # No true change of that size: the recall is undefined (null in JSON, not NaN, which JSON does not have).
+    d = {"truths": s.truths, "found": s.found, "recall": s.recall if s.truths else None, "false_polygons": s.false_objects,
          "false_per_km2": round(s.false_per_km2, 3), "area_km2": area, "type_correct": s.type_correct}
     if as_json:
         typer.echo(json.dumps(d))
         return
-    out.print(f"recall {s.found}/{s.truths} = {s.recall:.2f} (IoU ≥ {iou}, ≥ {min_area:.0f} m²); "
+    recall = f"{s.recall:.2f}" if s.truths else "n/a"
+    out.print(f"recall {s.found}/{s.truths} = {recall} (IoU ≥ {iou}, ≥ {min_area:.0f} m²); "
               f"false polygons {s.false_objects} = {s.false_per_km2:.2f} per km² over {area} km²"
               + (f"; change type right for {s.type_correct:.0%}" if s.type_correct is not None else ""))
 

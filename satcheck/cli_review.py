@@ -214,6 +214,9 @@ def stats(ledger: Path = LEDGER, as_json: bool = typer.Option(False, "--json"),
     from satcheck.review.stats import chart as make_chart
     from satcheck.review.stats import stats as compute
 
+    if chart is not None and (chart.is_dir() or chart.suffix.lower() != ".png"):
+        raise typer.BadParameter(f"{chart}: the chart is a PNG image; pass a file name ending in .png",
+                                 param_hint="--chart")
     try:
         with _open(ledger, config) as lg:
             s = compute(lg)

@@ -35,6 +35,9 @@ def export(ledger: Path = LEDGER,
     from satcheck.review.ledger import Ledger
 
     fmt = out_file.suffix.lstrip(".").lower()
+    if out_file.is_dir():
+        raise typer.BadParameter(f"{out_file} is a folder; pass a file in it, e.g. {out_file / 'accepted.xlsx'}",
+                                 param_hint="--out")
     if fmt not in FORMATS:
         raise typer.BadParameter(f"'{out_file.suffix}' is not one of .{', .'.join(FORMATS)}", param_hint="--out")
     try:

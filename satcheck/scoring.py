@@ -32,6 +32,11 @@ def read_vector(path, what: str) -> gpd.GeoDataFrame:
                               "Shapefile") from None
     if len(gdf) and gdf.crs is None:
         raise ScoreInputError(f"{p}: has no CRS, so it cannot be compared; give the {what} a CRS")
+    kinds = set(gdf.geometry.dropna().geom_type) - {"Polygon", "MultiPolygon"}
+    if kinds:
+        # Points or lines have no area: every one would fall under --min-area and the score be of nothing.
+        raise ScoreInputError(f"{p}: holds {', '.join(sorted(kinds))} geometries; pass the {what} as polygons "
+                              "(outlines with an area)")
     return gdf
 
 
