@@ -140,6 +140,14 @@ def train(
     """Train the change model on synthetic scenes and labelled A/B/label datasets."""
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"'{device}' is not one of auto, cpu, cuda", param_hint="--device")
+    try:  # the weights are written after minutes of training: a place they cannot go is refused now
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise typer.BadParameter(f"{out_path}: its folder cannot be made ({exc.strerror}); choose another place",
+                                 param_hint="--out") from None
+    if out_path.is_dir():
+        raise typer.BadParameter(f"{out_path} is a folder; pass a file name such as {out_path / 'changenet.pt'}",
+                                 param_hint="--out")
     for d in dataset:
         # One named on the command line is meant to be trained on: found absent only after the synthetic scenes
         # are made (minutes), it would be skipped with a line in the log.
