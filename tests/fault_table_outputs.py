@@ -158,6 +158,19 @@ def _truth(tmp: Path, geoms) -> Path:
     return tmp / "truth.gpkg"
 
 
+def _dataset(tmp: Path) -> Path:
+    """A labelled A/B/label dataset of one 64 px pair."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for sub in ("A", "B", "label"):
+        (tmp / "ds" / sub).mkdir(parents=True)
+        img = np.zeros((64, 64), np.uint8) if sub == "label" else rng.integers(0, 255, (64, 64, 3), np.uint8)
+        Image.fromarray(img).save(tmp / "ds" / sub / "x.png")
+    return tmp / "ds"
+
+
 def _csv_rows(tmp: Path, name: str) -> int:
     return len((tmp / "out" / name).read_text(encoding="utf-8-sig").strip().splitlines())
 
@@ -239,6 +252,8 @@ CASES: list[Case] = [
       for what in ("tif", "text", "empty") for side in ("result", "truth")],
     Case("score-missing", "score of a result that is not there", lambda t, i, m: ["score", t / "n.gpkg", i.patches],
          says=("not found",), names="n.gpkg"),
+    Case("score-truth-missing", "score against true changes that are not there",
+         lambda t, i, m: ["score", i.patches, t / "truth.gpkg"], says=("not found", "true changes"), names="truth.gpkg"),
     Case("score-damaged-run-json", "score beside a run.json cut short",
          lambda t, i, m: last(shutil.copy(i.patches, t / "patches.gpkg"), (t / "run.json").write_text('{"area_km2": '),
                               ["score", t / "patches.gpkg", i.patches]),
@@ -358,6 +373,15 @@ CASES: list[Case] = [
          says=("'.txt' is not one of",), names="--out"),
     Case("review-export-folder", "review export --out of a folder",
          lambda t, i, m: ["review", "export", i.ledger, "--out", t], usage=True, says=("is a folder",), names="--out"),
+    Case("review-config-missing", "review list --config of a file that is not there",
+         lambda t, i, m: ["review", "list", i.ledger, "--config", t / "nope.yaml"], says=("config file not found",),
+         names="nope.yaml"),
+    Case("review-export-new-folder", "review export into folders that are not there yet: they are made",
+         lambda t, i, m: ["review", "export", i.ledger, "--out", t / "a" / "b" / "x.csv"], code=0,
+         says=("6 patches",), check=lambda t, r: (t / "a" / "b" / "x.csv").is_file() or pytest.fail("no file")),
+    Case("export-class", "export --class farmland (not a class)",
+         lambda t, i, m: ["export", i.patches, "--out", t / "out", "--class", "farmland"], usage=True,
+         says=("'farmland' is not one of", "farmland_construction"), names="--class"),
     Case("review-export-read-only", "review export into a read-only folder",
          lambda t, i, m: ["review", "export", i.ledger, "--out", read_only(t, m) / "accepted.xlsx"],
          says=("cannot be written", "writable"), names="accepted.xlsx", check=_nothing_in("ro")),
@@ -379,9 +403,17 @@ CASES: list[Case] = [
     Case("train-dataset-missing", "train --dataset of a folder that is not there (used to train without it)",
          lambda t, i, m: ["train", "--dataset", t / "nope", "--out", t / "m.pt", "--steps", "1"], usage=True,
          says=("is not a folder",), names="--dataset"),
+    Case("train-out-under-a-file", "train --out under a file (found after training, before)",
+         lambda t, i, m: last((t / "f").write_text(""), ["train", "--out", t / "f" / "m.pt", "--steps", "1"]),
+         usage=True, says=("its folder cannot be made",), names="--out"),
+    Case("train-out-a-folder", "train --out of a folder",
+         lambda t, i, m: ["train", "--out", t, "--steps", "1"], usage=True, says=("is a folder",), names="--out"),
     Case("train-config-missing", "train --config of a file that is not there",
          lambda t, i, m: ["train", "--config", t / "n.yaml", "--out", t / "m.pt"], says=("config file not found",),
          names="n.yaml"),
+    Case("eval-model-missing", "eval --model of a file that is not there",
+         lambda t, i, m: ["eval", _dataset(t), "--model", t / "nope.pt", "--detector", "model"],
+         says=("weights file not found", "--model"), names="nope.pt"),
     Case("eval-dataset-missing", "eval of a dataset folder that is not there", lambda t, i, m: ["eval", t / "nope"],
          says=("no 'A' folder", "A/, B/ and label/"), names="nope"),
     Case("option-model-run", "a run with the model and --device tpu",
