@@ -10,8 +10,10 @@ and asserts no traceback, one error line, the file named. A new fault found: add
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,7 +25,7 @@ import rasterio
 
 from tests.cli_results import invoke
 from tests.enforcement_data import jurisdiction, manifest
-from tests.generate import square_pair
+from tests.generate import ORIGIN, square_pair
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,64 @@ def one_change(tmp: Path, _r) -> None:
     """The planted roof (40 x 40 m) and nothing else was found."""
     ch = gpd.read_file(tmp / "out" / "changes.gpkg")
     assert len(ch) == 1 and 1200 < ch.area.sum() < 2000, ch.area.tolist()
+
+
+def partly_nan(tmp: Path, _r) -> None:
+    """NaN columns are nodata: the roof is found where the later date has data; run.json says how much has none."""
+    ch = gpd.read_file(tmp / "out" / "changes.gpkg")
+    assert len(ch) == 1
+    minx, _, maxx, _ = ch.total_bounds
+    assert minx >= ORIGIN[0] + 128 - 1.5 and maxx == pytest.approx(ORIGIN[0] + 160, abs=1.5)
+    masked = json.loads((tmp / "out" / "run.json").read_text())["tiles"][0]["masked"]
+    assert masked["nodata"] == pytest.approx(0.5, abs=0.02)
+
+
+def numeric_dlbm(tmp: Path, _r) -> None:
+    """DLBM stored as a number (0101 read as 101) is the land class 0101: the five houses stay farmland construction."""
+    p = gpd.read_file(tmp / "out" / "patches.gpkg")
+    assert (p["class"] == "farmland_construction").sum() == 5
+    assert set(p.loc[p["class"] == "farmland_construction", "farmland_class"]) == {"0101"}
+
+
+def numeric_admin(tmp: Path, _r) -> None:
+    """XZQDM as a float column (a survey export with a NULL) makes ids 360821-..., not 360821.0-..."""
+    p = gpd.read_file(tmp / "out" / "patches.gpkg")
+    assert set(p["admin_code"]) == {"360821", "360822"}
+    assert all(pid.split("-")[0] in ("360821", "360822") for pid in p["patch_id"])
+
+
+def weights(tmp: Path, meta_json: str | None = None, nan: bool = False) -> Path:
+    import torch
+
+    from satcheck.model.network import ChangeNet
+    from satcheck.model.weights import save_weights
+
+    net = ChangeNet(widths=(8, 16, 16, 24), decoder=16).eval()
+    if nan:
+        with torch.no_grad():
+            next(net.parameters()).fill_(float("nan"))
+    path = save_weights(net, tmp / "w.pt", {"bands": [3, 4]})
+    if meta_json is not None:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload["meta_json"] = meta_json
+        torch.save(payload, path)
+    return path
+
+
+def read_only(tmp: Path, mp) -> Path:
+    """A folder on a read-only file system, as far as satcheck sees it: every temporary file made in it fails
+    with EROFS (chmod does not stop root)."""
+    folder = tmp / "ro"
+    folder.mkdir()
+    for name in ("mkstemp", "mkdtemp"):
+        real = getattr(tempfile, name)
+
+        def refuse(*a, dir=None, _real=real, **k):
+            if dir is not None and Path(dir).resolve().is_relative_to(folder.resolve()):
+                raise OSError(errno.EROFS, "Read-only file system", str(dir))
+            return _real(*a, dir=dir, **k)
+        mp.setattr(tempfile, name, refuse)
+    return folder
 
 
 def cases() -> list[Case]:

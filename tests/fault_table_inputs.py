@@ -24,22 +24,15 @@ from tests.fault_catalogue import (
     float_pair,
     last,
     nothing_written,
+    numeric_admin,
+    numeric_dlbm,
     one_change,
+    partly_nan,
     run_pair,
     run_site,
     site_copy,
 )
 from tests.generate import ORIGIN, mosaic_pair, square_pair, textured, to_geographic, write
-
-
-def _partly_nan(tmp: Path, _r) -> None:
-    """NaN columns are nodata: the roof is found where the later date has data; run.json says how much has none."""
-    ch = gpd.read_file(tmp / "out" / "changes.gpkg")
-    assert len(ch) == 1
-    minx, _, maxx, _ = ch.total_bounds
-    assert minx >= ORIGIN[0] + 128 - 1.5 and maxx == pytest.approx(ORIGIN[0] + 160, abs=1.5)
-    masked = json.loads((tmp / "out" / "run.json").read_text())["tiles"][0]["masked"]
-    assert masked["nodata"] == pytest.approx(0.5, abs=0.02)
 
 
 def _layer(tmp: Path, name: str, data: dict, geoms, suffix: str = ".gpkg") -> None:
@@ -63,20 +56,6 @@ def _admin(tmp, inp, codes):
     _layer(tmp, "admin", {"XZQDM": codes, "XZQMC": ["吉安县", "吉水县"]},
            [box(X0 - 1000, Y0 - 1000, X0 + 144, Y0 + 1000), box(X0 + 144, Y0 - 1000, X0 + 2000, Y0 + 1000)])
     return run_site(tmp, "--json")
-
-
-def _numeric_dlbm(tmp: Path, _r) -> None:
-    """DLBM stored as a number (0101 read as 101) is the land class 0101: the five houses stay farmland construction."""
-    p = gpd.read_file(tmp / "out" / "patches.gpkg")
-    assert (p["class"] == "farmland_construction").sum() == 5
-    assert set(p.loc[p["class"] == "farmland_construction", "farmland_class"]) == {"0101"}
-
-
-def _numeric_admin(tmp: Path, _r) -> None:
-    """XZQDM as a float column (a survey export with a NULL) makes ids 360821-..., not 360821.0-..."""
-    p = gpd.read_file(tmp / "out" / "patches.gpkg")
-    assert set(p["admin_code"]) == {"360821", "360822"}
-    assert all(pid.split("-")[0] in ("360821", "360822") for pid in p["patch_id"])
 
 
 def _stac(tmp: Path, inp: Inputs, hrefs: list[str]) -> Path:
@@ -241,7 +220,7 @@ CASES: list[Case] = [
          lambda t, i, m: float_pair(t, i, None, slice(None)), says=("no data", "NaN"), names="fa/T_20261001.tif",
          check=nothing_written),
     Case("tile-nan-half", "a float32 later tile NaN in its western half: nodata there, the roof found in the rest",
-         lambda t, i, m: float_pair(t, i, None, slice(0, 128)), code=0, check=_partly_nan),
+         lambda t, i, m: float_pair(t, i, None, slice(0, 128)), code=0, check=partly_nan),
     Case("inspect-nan", "inspect counts NaN as nodata",
          lambda t, i, m: ["inspect", as_float(i.after, t / "f.tif", slice(0, 64)), "--json"], code=0,
          check=lambda t, r: json.loads(r.output)["nodata_share"] == pytest.approx(0.25, abs=0.01)
@@ -333,9 +312,9 @@ CASES: list[Case] = [
          lambda t, i, m: _farmland(t, i, {"CODE": ["0101"]}),
          says=("no attribute 'DLBM'", "rules.farmland.class_code"), names="farmland.gpkg", check=nothing_written),
     Case("rules-dlbm-number", "DLBM stored as a number: still the land class 0101",
-         lambda t, i, m: _farmland(t, i, {"DLBM": [101], "DLMC": ["水田"]}) + ["--json"], code=0, check=_numeric_dlbm),
+         lambda t, i, m: _farmland(t, i, {"DLBM": [101], "DLMC": ["水田"]}) + ["--json"], code=0, check=numeric_dlbm),
     Case("rules-xzqdm-float", "XZQDM stored as float numbers: ids keep the 6-digit code",
-         lambda t, i, m: _admin(t, i, [360821.0, 360822.0]), code=0, check=_numeric_admin),
+         lambda t, i, m: _admin(t, i, [360821.0, 360822.0]), code=0, check=numeric_admin),
     Case("rules-xzqdm-leading-zero", "XZQDM as text with a leading zero keeps it",
          lambda t, i, m: _admin(t, i, ["036082", "036083"]), code=0,
          check=lambda t, r: set(gpd.read_file(t / "out" / "patches.gpkg")["admin_code"]) == {"036082", "036083"}

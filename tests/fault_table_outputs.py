@@ -6,7 +6,6 @@ import errno
 import json
 import shutil
 import sqlite3
-import tempfile
 from pathlib import Path
 
 import geopandas as gpd
@@ -14,30 +13,12 @@ import pytest
 import yaml
 
 from tests.cli_results import invoke
-from tests.fault_catalogue import Case, Inputs, cfg, last, run_pair
+from tests.fault_catalogue import Case, Inputs, cfg, last, read_only, run_pair, weights
 
 P1 = "360821-202610-0001"
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def _weights(tmp: Path, meta_json: str | None = None, nan: bool = False) -> Path:
-    import torch
-
-    from satcheck.model.network import ChangeNet
-    from satcheck.model.weights import save_weights
-
-    net = ChangeNet(widths=(8, 16, 16, 24), decoder=16).eval()
-    if nan:
-        with torch.no_grad():
-            next(net.parameters()).fill_(float("nan"))
-    path = save_weights(net, tmp / "w.pt", {"bands": [3, 4]})
-    if meta_json is not None:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        payload["meta_json"] = meta_json
-        torch.save(payload, path)
-    return path
-
-
 def _model(tmp: Path, inp: Inputs, weights: Path, engine: str = "onnx") -> list:
     c = cfg(tmp, yaml.safe_dump({"detect": {"detector": "model", "model": {"weights": str(weights), "engine": engine}}}))
     return ["run", inp.before, inp.after, "--out", tmp / "out", "--config", c, "--device", "cpu"]
@@ -46,7 +27,7 @@ def _model(tmp: Path, inp: Inputs, weights: Path, engine: str = "onnx") -> list:
 def _damaged_cache(tmp: Path, inp: Inputs, mp, damage: str) -> list:
     """A cache entry cut short used to fail every run until the cache was deleted by hand: now it is no hit."""
     mp.setenv("SATCHECK_CACHE", str(tmp / "cache"))
-    args = _model(tmp, inp, _weights(tmp))
+    args = _model(tmp, inp, weights(tmp))
     assert invoke(*args, "--json").exit_code == 0
     (graph,) = (tmp / "cache" / "onnx").glob("*.onnx")
     whole = graph.read_bytes()
@@ -58,22 +39,6 @@ def _damaged_cache(tmp: Path, inp: Inputs, mp, damage: str) -> list:
 def _cache_healed(tmp: Path, _r) -> None:
     (graph,) = (tmp / "cache" / "onnx").glob("*.onnx")
     assert graph.read_bytes() == (tmp / "whole.onnx").read_bytes()
-
-
-def read_only(tmp: Path, mp) -> Path:
-    """A folder on a read-only file system, as far as satcheck sees it: every temporary file made in it fails
-    with EROFS (chmod does not stop root)."""
-    folder = tmp / "ro"
-    folder.mkdir()
-    for name in ("mkstemp", "mkdtemp"):
-        real = getattr(tempfile, name)
-
-        def refuse(*a, dir=None, _real=real, **k):
-            if dir is not None and Path(dir).resolve().is_relative_to(folder.resolve()):
-                raise OSError(errno.EROFS, "Read-only file system", str(dir))
-            return _real(*a, dir=dir, **k)
-        mp.setattr(tempfile, name, refuse)
-    return folder
 
 
 def _nothing_in(folder_name: str):
@@ -189,12 +154,12 @@ CASES: list[Case] = [
          lambda t, i, m: last((t / "w.pt").write_bytes(b""), _model(t, i, t / "w.pt")),
          says=("not a satcheck weights file",), names="w.pt"),
     *[Case(f"weights-meta-{kind}-{engine}", f"meta_json {kind} in the weights ({engine})",
-           lambda t, i, m, mj=mj, engine=engine: _model(t, i, _weights(t, mj), engine),
+           lambda t, i, m, mj=mj, engine=engine: _model(t, i, weights(t, mj), engine),
            says=("meta_json", needle, "retrain or re-download"), names="w.pt")
       for kind, mj, needle in (("not-json", "{not json", "not valid JSON"), ("a-list", "[1, 2]", "a JSON list"))
       for engine in ("onnx", "torch")],
     Case("weights-nan", "weights of a training run that diverged (NaN)",
-         lambda t, i, m: _model(t, i, _weights(t, nan=True), "torch"), says=("NaN or infinity", "retrain"),
+         lambda t, i, m: _model(t, i, weights(t, nan=True), "torch"), says=("NaN or infinity", "retrain"),
          names="w.pt", check=lambda t, r: not (t / "out" / "changes.gpkg").exists() or pytest.fail("written")),
     *[Case(f"onnx-cache-{damage}", f"an ONNX cache entry {damage}d: exported again, the run goes on",
            lambda t, i, m, damage=damage: _damaged_cache(t, i, m, damage), code=0, check=_cache_healed)
