@@ -68,6 +68,9 @@ def check_patches(gdf: gpd.GeoDataFrame, path: Path) -> None:
     if missing:
         raise PatchFileError(f"{path}: the patches layer has no {', '.join(missing)} column; pass the patches.gpkg "
                              "a run wrote, not an edited copy")
+    if len(gdf) and gdf.crs is None:
+        raise PatchFileError(f"{path}: the patches layer has no CRS, so its places cannot be put on a map or matched "
+                             "across months; pass the patches.gpkg a run wrote, or define its CRS")
     for col in ("patch_id", "period", "class"):
         blank = gdf[col].isna() | (gdf[col].astype(str).str.strip() == "")
         if blank.any():

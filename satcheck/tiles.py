@@ -191,9 +191,10 @@ def _read_last_block(src, path: Path) -> None:
     row, col = (src.height - 1) // bh * bh, (src.width - 1) // bw * bw
     try:
         src.read(1, window=Window(col, row, min(bw, src.width - col), min(bh, src.height - row)))
-    except RasterioIOError:
-        raise TileReadError(f"{path}: cut short or damaged (its last block cannot be read); copy or download it "
-                            "again") from None
+    except RasterioIOError as exc:
+        why = str(exc.__cause__ or exc).strip().splitlines()[0][:160]
+        raise TileReadError(f"{path}: cannot be read to its end ({why}): it is cut short or damaged, or a file it "
+                            "refers to is missing; copy or download it again") from None
 
 
 _ROLE_NAMES = {
