@@ -86,6 +86,14 @@ def _truncated(tmp: Path, inp: Inputs, keep: int) -> Path:
     return tmp / "T_20261001.tif"
 
 
+def _vrt(tmp: Path) -> Path:
+    (tmp / "x.vrt").write_text(
+        f'<VRTDataset rasterXSize="64" rasterYSize="64"><SRS>EPSG:4547</SRS><GeoTransform>{ORIGIN[0]}, 1, 0, '
+        f'{ORIGIN[1]}, 0, -1</GeoTransform><VRTRasterBand dataType="Byte" band="1"><SimpleSource><SourceFilename>'
+        f'{tmp / "gone.tif"}</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>')
+    return tmp / "x.vrt"
+
+
 def _no_scheduler(tmp: Path, inp: Inputs, mp) -> list:
     import satcheck.batch.run as run_mod
 
@@ -168,6 +176,9 @@ CASES: list[Case] = [
     Case("tile-truncated", "a GeoTIFF cut short (its header whole, its last blocks missing)",
          lambda t, i, m: run_pair(t, i, after=_truncated(t, i, 20000)),
          says=("cut short", "copy or download it again"), names="T_20261001.tif", check=nothing_written),
+    Case("inspect-vrt-missing-source", "inspect a VRT whose source file is gone",
+         lambda t, i, m: ["inspect", _vrt(t)], says=("cannot be read to its end", "a file it refers to is missing"),
+         names="x.vrt"),
     Case("inspect-truncated", "inspect a GeoTIFF cut short",
          lambda t, i, m: ["inspect", _truncated(t, i, 5000)], says=("cut short",), names="T_20261001.tif"),
     Case("tile-no-crs", "an earlier tile without a CRS",
