@@ -298,6 +298,10 @@ def export(
         raise typer.BadParameter("must be en or zh", param_hint="--lang")
     if min_area is not None and min_area < 0:
         raise typer.BadParameter(f"{min_area:g} is below 0; pass an area in m², or leave it out", param_hint="--min-area")
+    if out_dir.resolve() == patches_file.resolve().parent and stem == patches_file.stem:
+        # The subset would replace the file it is read from (and the run's own field files beside it).
+        raise typer.BadParameter(f"{out_dir} holds {patches_file.name}, which {stem}.* would replace; choose another "
+                                 "--out or --name", param_hint="--out")
     try:
         chosen = select(read_patches(patches_file), cls or None, admin or None, min_area)
         written = write_all(chosen, out_dir, formats, lang, stem)
