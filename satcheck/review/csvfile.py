@@ -40,6 +40,9 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
     except OSError as exc:
         raise CsvError(f"{path}: cannot be read ({exc.strerror}); pass a CSV file") from None
     text, _ = decode(data, path)
+    first, _, rest = text.partition("\n")
+    if first.strip().lower() in ("sep=,", "sep=;", "sep=\t"):
+        text = rest  # Excel's delimiter hint: Excel shows no row for it, so the header is the first row
     try:
         dialect = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
     except csv.Error:
