@@ -58,6 +58,14 @@ def _admin(tmp, inp, codes):
     return run_site(tmp, "--json")
 
 
+def _recrs(tmp: Path, crs) -> None:
+    """The farmland layer rewritten in ``crs`` (None: its CRS left out)."""
+    path = tmp / "rules" / "farmland.gpkg"
+    g = gpd.read_file(path)
+    path.unlink()
+    (g.set_crs(None, allow_override=True) if crs is None else g.to_crs(crs)).to_file(path)
+
+
 def _stac(tmp: Path, inp: Inputs, hrefs: list[str]) -> Path:
     items = [{"type": "Feature", "stac_version": "1.0.0", "id": f"item{i}", "geometry": None, "bbox": None,
               "properties": {"datetime": "2026-09-01T00:00:00Z"}, "links": [],
@@ -333,6 +341,11 @@ CASES: list[Case] = [
     Case("rules-xzqdm-no-code", "an XZQDM that is no admin code (12)",
          lambda t, i, m: _admin(t, i, [12, 360822]), says=("'XZQDM' of feature id 0 is '12'", "leading zeros"),
          names="admin.gpkg", check=nothing_written),
+    Case("rules-no-crs", "a farmland layer without a CRS",
+         lambda t, i, m: last(site_copy(t, i), _recrs(t, None), run_site(t)), says=("has no CRS", "define it"),
+         names="farmland.gpkg", check=nothing_written),
+    Case("rules-in-degrees", "a farmland layer in EPSG:4326 over imagery in EPSG:4547: reprojected, the same patches",
+         lambda t, i, m: last(site_copy(t, i), _recrs(t, 4326), run_site(t, "--json")), code=0, check=numeric_dlbm),
     Case("rules-not-vector", "a farmland.gpkg that is text",
          lambda t, i, m: last(site_copy(t, i), (t / "rules" / "farmland.gpkg").write_text("not a GeoPackage"),
                               run_site(t)), says=("farmland.gpkg",), names="farmland.gpkg", check=nothing_written),
@@ -406,6 +419,9 @@ CASES: list[Case] = [
     Case("stac-bare-feature", "a Feature without the STAC fields",
          lambda t, i, m: _stac_text(t, i, '{"type": "Feature", "stac_version": "1.0.0"}'), says=("not a STAC",),
          names="stac.json"),
+    Case("stac-asset-key", "asset: a key the items do not have",
+         lambda t, i, m: last(_stac(t, i, ["before/S_20260901.tif"]), ["batch", manifest(t, before={
+             "path": "stac.json", "asset": "visual"})]), says=("has no asset 'visual'", "'asset:'"), names="stac.json"),
     Case("stac-no-items", "an item collection of nothing",
          lambda t, i, m: _stac_text(t, i, '{"type": "FeatureCollection", "features": []}'), says=("lists no items",),
          names="stac.json"),
