@@ -1,7 +1,7 @@
 """Detection quality on generated scenes whose seeds the model never saw.
 
     .venv/bin/python benchmarks/synthetic_scenes.py [--detector model|cva] [--scenes 6] [--size 1024] [--model PATH]
-                                                    [--first-seed 90000] [--misses]
+                                                    [--first-seed 90000] [--misses] [--no-dig-check]
                                                     [--stitched N [--no-window-coregister]]
 
 Prints object recall of planted construction and excavation (>= 200 m², matched at IoU >= 0.3 and
@@ -73,6 +73,9 @@ def main() -> None:
     ap.add_argument("--min-mean-score", type=float, default=None, help="cleanup.min_mean_score (default: the config's)")
     ap.add_argument("--first-seed", type=int, default=90000,
                     help="seed of the first scene; tune settings on another range (e.g. 80000) than you report")
+    ap.add_argument("--no-dig-check", action="store_true",
+                    help="keep every change typed excavation (cleanup.excavation_min_contrast 0, "
+                         "excavation_max_old_outline 1)")
     ap.add_argument("--misses", action="store_true", help="list the planted objects not found")
     ap.add_argument("--normalise", default=None, help="normalise.method (default: the config's)")
     ap.add_argument("--coregister-max-px", type=float, default=None,
@@ -85,7 +88,10 @@ def main() -> None:
     a = ap.parse_args()
     cfg = RunConfig().with_overrides(**{"detect.detector": a.detector, "output.probability_cog": a.misses,
                                         "detect.model.threshold": a.threshold, "detect.model.weights": a.model,
-                                        "cleanup.min_mean_score": a.min_mean_score, "normalise.method": a.normalise,
+                                        "cleanup.min_mean_score": a.min_mean_score,
+                                        "cleanup.excavation_min_contrast": 0 if a.no_dig_check else None,
+                                        "cleanup.excavation_max_old_outline": 1 if a.no_dig_check else None,
+                                        "normalise.method": a.normalise,
                                         "align.coregister_max_px": a.coregister_max_px,
                                         "align.coregister_windows": False if a.no_window_coregister else None})
     totals = {"truths": 0, "found_03": 0, "found_05": 0, "visible": 0, "visible_found": 0, "false": 0, "km2": 0.0,

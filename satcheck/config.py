@@ -116,6 +116,15 @@ class CleanupConfig(_Strict):
     min_area_m2: float = Field(50.0, ge=0, description="Change polygons smaller than this are dropped.")
     min_mean_score: float = Field(0.7, ge=0, le=1,
                                   description="Change polygons whose mean probability is lower are dropped.")
+    # Harvested, ploughed and fallow fields and drained ponds are the change the network most often takes for
+    # digging (satcheck/detect/excavation.py says how they are told apart; models/MODEL_CARD.md, "No mining from
+    # agriculture", what it was measured on). 0 and 1 turn the checks off.
+    excavation_min_contrast: float = Field(
+        1.5, ge=0, description="Changes typed excavation are dropped unless the later date is this many times "
+        "brighter inside them than on the ground within 20 m around them.")
+    excavation_max_old_outline: float = Field(
+        0.6, ge=0, le=1, description="Changes typed excavation are dropped when more than this share of their "
+        "outline lies on edges the earlier date already had (a field or pond changing as a whole).")
 
 
 class OutputConfig(_Strict):

@@ -15,6 +15,7 @@ from satcheck import __version__
 from satcheck.align import Pair, pair_tiles, pair_warnings
 from satcheck.atomic import atomic_path, remove_leftovers
 from satcheck.batch.enforce import enforcement_outputs, imagery_footprint, patch_summary
+from satcheck.batch.excavation import drop_field_changes
 from satcheck.batch.tile import ProbabilityWriter, detect_pair, reproject_pieces
 from satcheck.config import RunConfig, dump_config
 from satcheck.deliverable_crs import deliverable_crs
@@ -120,7 +121,8 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     crs = crs or output_crs(pairs, config)
     pixels = sum(p.pixels for p in pairs)
     report(progress, "changes", 0, len(pieces))
-    changes = merge_pieces(pieces, crs, config.cleanup.min_area_m2, config.cleanup.min_mean_score)
+    changes = drop_field_changes(merge_pieces(pieces, crs, config.cleanup.min_area_m2, config.cleanup.min_mean_score),
+                                 pairs, config.cleanup)
     outputs: dict[str, str] = {}
     if config.output.probability_cog:
         outputs["probability"] = str(out / "probability")

@@ -1,0 +1,52 @@
+"""Dropping changes typed excavation that look like a field or pond changing as a whole (not a pit).
+
+Each such change is read from both dates' tiles around its polygon (a few hundred metres; there are few of them)
+and judged by :func:`satcheck.detect.excavation.dig_evidence`.
+"""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+from rasterio.features import geometry_mask
+from rasterio.transform import from_origin
+
+from satcheck.align import Pair
+from satcheck.config import CleanupConfig
+from satcheck.detect.excavation import RING_M, dig_evidence
+from satcheck.report.chips import read_rgb
+
+MAX_SIDE_PX = 1024  # a large change is judged on a coarser grid: the measures are means, so this bounds memory
+
+
+def drop_field_changes(changes: gpd.GeoDataFrame, pairs: list[Pair], cfg: CleanupConfig) -> gpd.GeoDataFrame:
+    """``changes`` without those typed excavation whose later date does not stand out from the ground around them
+    (``cfg.excavation_min_contrast``) or whose outline follows the earlier date's edges
+    (``cfg.excavation_max_old_outline``)."""
+    if not len(changes) or cfg.excavation_min_contrast <= 0 and cfg.excavation_max_old_outline >= 1:
+        return changes
+    dug = changes.index[changes["change_type"] == "excavation"]
+    if not len(dug):
+        return changes
+    befores = sorted({b for p in pairs for b in p.befores}, key=lambda t: str(t.path))
+    afters = [p.after for p in pairs]
+    pixel_m = min(a.pixel_m for a in afters)
+    drop = []
+    for i in dug:
+        geom = changes.geometry.loc[i]
+        minx, miny, maxx, maxy = geom.buffer(RING_M + 2 * pixel_m).bounds
+        res = max(pixel_m, (maxx - minx) / MAX_SIDE_PX, (maxy - miny) / MAX_SIDE_PX)
+        w, h = max(1, int(np.ceil((maxx - minx) / res))), max(1, int(np.ceil((maxy - miny) / res)))
+        transform = from_origin(minx, maxy, res, res)
+        b, ok_b = read_rgb(befores, changes.crs, transform, w, h)
+        a, ok_a = read_rgb(afters, changes.crs, transform, w, h)
+        inside = ~geometry_mask([geom], (h, w), transform)
+        ring = ~geometry_mask([geom.buffer(RING_M)], (h, w), transform) & ~inside
+        evidence = dig_evidence(b, a, ok_b & ok_a, inside, ring)
+        if evidence.is_field_change(cfg.excavation_min_contrast, cfg.excavation_max_old_outline):
+            drop.append(i)
+    if not drop:
+        return changes
+    kept = changes.drop(index=drop).reset_index(drop=True)
+    kept["change_id"] = np.arange(1, len(kept) + 1)  # numbered 1..n, as merge_pieces numbers them
+    return kept
