@@ -401,8 +401,7 @@ CASES: list[Case] = [
          check=lambda t, r: not (t / "out").exists() or pytest.fail("out made")),
     Case("manifest-out-a-file", "out: a file, in a manifest (no --out in a batch)",
          lambda t, i, m: ["batch", site_copy(t, i, out="batch.yaml")], says=("cannot create the output folder", "'out:'"),
-         names="batch.yaml", xfail="satcheck/batch/pipeline.py (owned by another helper) says 'choose a writable --out' "
-                                   "for a batch, whose output folder is 'out:' in its manifest"),
+         names="batch.yaml"),
     Case("manifest-unreachable-dask", "--scheduler where nobody listens",
          _no_scheduler, says=("cannot reach the Dask scheduler", "leave out --scheduler"), names="--scheduler tcp://"),
     Case("manifest-workers-0", "--workers 0", lambda t, i, m: ["batch", site_copy(t, i), "--workers", "0"], usage=True,

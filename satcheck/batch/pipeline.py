@@ -94,11 +94,13 @@ def check_rules(rules: str | Path | None, pairs: list[Pair], config: RunConfig) 
         check_attributes(rules, config.rules)
 
 
-def make_outdir(out: Path) -> None:
+def make_outdir(out: Path, option: str = "--out") -> None:
+    """``option``: where the user named ``out`` (a run's --out, a batch manifest's out:), for the error."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{out}: cannot create the output folder ({exc.strerror}); choose a writable --out") from None
+        raise OutputError(f"{out}: cannot create the output folder ({exc.strerror}); choose a writable {option}") \
+            from None
 
 
 def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig, rules: str | Path | None,

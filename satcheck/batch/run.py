@@ -245,7 +245,7 @@ def run_batch(manifest_path: str | Path, workers: int | None = None, scheduler: 
     if allow_partial_rules:
         cfg = cfg.with_overrides(**{"rules.allow_partial": True})
     out = Path(m.out)
-    make_outdir(out)
+    make_outdir(out, f"'out:' in {manifest_path}")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     log = JsonLog(out / "logs" / f"batch-{stamp}-{os.getpid()}.jsonl")
     try:
