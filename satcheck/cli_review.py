@@ -55,18 +55,37 @@ def import_(ledger: Path = LEDGER, patches: Path = typer.Argument(..., help="pat
     from satcheck.outfolder import check_complete
     from satcheck.review.paths import make_portable
 
+    existed = ledger.exists()
     try:
         check_complete(patches)  # before the ledger is made: a refused import leaves no empty ledger behind
         with _open(ledger, config, create=True) as lg:
             r = lg.import_patches(patches)
             make_portable(lg)  # chips and source relative to the ledger: the folder can move
     except SatcheckError as exc:
+        if not existed:
+            _remove_if_empty(ledger)
         raise fail(exc) from None
     if r.already_imported:
         out.print(f"{patches}: already imported; nothing changed")
     else:
         out.print(f"{r.added} new, {r.rereview} known cases back for review, {r.linked} linked to known cases"
                   + (f", {r.skipped} already in the ledger" if r.skipped else ""))
+
+
+def _remove_if_empty(ledger: Path) -> None:
+    """Remove a ledger this import made and put nothing in: a refused first import leaves no empty ledger.
+
+    One that holds patches stays: an import stopped part-way resumes from it."""
+    import contextlib
+
+    from satcheck.review.ledger import Ledger
+
+    with contextlib.suppress(SatcheckError, OSError):
+        with Ledger(ledger, create=False) as lg:
+            empty = lg.db.execute("SELECT COUNT(*) FROM patches").fetchone()[0] == 0
+        if empty:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{ledger}{suffix}").unlink(missing_ok=True)
 
 
 @review_app.command("list")
