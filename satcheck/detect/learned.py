@@ -11,7 +11,7 @@ from satcheck.config import ModelConfig
 from satcheck.detect.base import CODES, ChangeScores
 from satcheck.errors import BandMismatchError, ModelError
 from satcheck.model.runtime import OnnxPredictor, TiledPredictor, cached_onnx, choose_engine, output_classes, to_input
-from satcheck.model.weights import load_weights, shipped_weights
+from satcheck.model.weights import existing_weights, load_weights, shipped_weights
 
 SUPPORTED_BANDS = (3, 4)
 LEGACY_PIXEL_RANGE = (0.31, 10.0)
@@ -52,10 +52,7 @@ class ModelDetector:
         if path is None:
             raise ModelError("models/changenet.pt: no shipped weights found; run 'satcheck train' or pass weights "
                              "in detect.model.weights")
-        if not path.is_file():
-            raise ModelError(f"{path}: weights file not found; set detect.model.weights in the run "
-                             "configuration (--model for 'satcheck eval') to a file made by 'satcheck train'")
-        self.predictor, meta = build_predictor(cfg, device, path)
+        self.predictor, meta = build_predictor(cfg, device, existing_weights(path))
         fits = tuple(meta.get("bands", SUPPORTED_BANDS))
         if bands not in fits:
             raise BandMismatchError(

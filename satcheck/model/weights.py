@@ -21,6 +21,15 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 SHIPPED = "changenet.pt"
 
 
+def existing_weights(path: str | Path) -> Path:
+    """``path``, or a one-line error when no file is there (before a load, or an ONNX cache lookup by its hash)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: weights file not found; set detect.model.weights in the run "
+                         "configuration (--model for 'satcheck eval') to a file made by 'satcheck train'")
+    return path
+
+
 def save_weights(model: ChangeNet, path: str | Path, meta: dict) -> Path:
     import torch
 
@@ -54,10 +63,7 @@ def load_weights(path: str | Path) -> tuple[ChangeNet, dict]:
     from satcheck.model.network import ChangeNet
     from satcheck.model.runtime import LEGACY_OUTPUTS
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: weights file not found; set detect.model.weights in the run "
-                             "configuration (--model for 'satcheck eval') to a file made by 'satcheck train'")
+    path = existing_weights(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
