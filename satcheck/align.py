@@ -33,9 +33,25 @@ from satcheck.coregister import NO_SHIFT, Shift, estimate_shift, measure_arrays,
 from satcheck.errors import BandMismatchError, DateOrderError, NoOverlapError, SatcheckError, TileReadError
 from satcheck.masks import dn_scale, pair_masks, upsample_lookup
 from satcheck.provider_masks import provider_cloud
-from satcheck.radiometry import apply_table, fit_normalisation
+from satcheck.radiometry import Normalisation, apply_table, fit_normalisation
 from satcheck.tiles import TileInfo, band_order_warning
 from satcheck.windows import intersect
+
+
+@dataclass(frozen=True, eq=False)  # arrays: compared by identity
+class PairStatistics:
+    """What a pair's decimated read gives every window: the scale of each date's stored values, the cloud and
+    shadow mask on the decimated grid, the normalisation fitted there (and its lookup tables for integer tiles),
+    and the decimated reflectances with where both are clear."""
+
+    scale_b: float
+    scale_a: float
+    masked_lr: np.ndarray
+    norm: Normalisation
+    table_b: np.ndarray | None
+    table_a: np.ndarray | None
+    sample_raw: tuple[np.ndarray, np.ndarray, np.ndarray]
+
 
 _RESAMPLING = {"nearest": Resampling.nearest, "bilinear": Resampling.bilinear, "cubic": Resampling.cubic}
 
@@ -70,6 +86,11 @@ class PairWindow:
     after: np.ndarray
     valid: np.ndarray  # bool (h, w): both dates have data, no cloud or shadow
     masked: np.ndarray  # bool (h, w): cloud or shadow on either date
+
+
+def earlier_tiles(pairs: Sequence[Pair]) -> list[TileInfo]:
+    """The earlier tiles of ``pairs``, each once, in the order of their paths."""
+    return sorted({b for p in pairs for b in p.befores}, key=lambda t: str(t.path))
 
 
 def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[Pair]:
@@ -267,7 +288,7 @@ class PairReader(contextlib.AbstractContextManager):
             stats = self._statistics(self.shifts, sets[0]) if moved else early
             if isinstance(stats, BaseException):
                 raise stats
-            self._adopt(stats)
+            self._stats: PairStatistics = stats
             for handles in sets:
                 self._idle.put(handles)
         except BaseException:
@@ -367,10 +388,10 @@ class PairReader(contextlib.AbstractContextManager):
                 after, a_ok = later.result()
         return before, after, b_ok, a_ok
 
-    def _statistics(self, shifts: Sequence[Shift] | None, handles: tuple | None = None) -> dict:
+    def _statistics(self, shifts: Sequence[Shift] | None, handles: tuple | None = None) -> PairStatistics:
         """The pair's decimated read (the earlier tiles moved by ``shifts``; None: as georeferenced; from
         ``handles`` where given, a set of :meth:`_open` for those shifts), its cloud and shadow masks and the
-        normalisation fitted on it, as :meth:`_adopt` takes them."""
+        normalisation fitted on it."""
         cfg = self.config
         win = self.pair.window
         side = cfg.normalise.sample_px
@@ -405,20 +426,15 @@ class PairReader(contextlib.AbstractContextManager):
                 f"{self.pair.after.path}: fewer than 16 sample pixels are clear on both dates; "
                 "the pair is all nodata or cloud, drop it from the batch")
         norm = fit_normalisation(rb, ra, ok, cfg.normalise.method)
-        return {"_scale_b": scale_b, "_scale_a": scale_a, "_masked_lr": masked_lr, "_norm": norm,
-                "_table_b": norm.table(scale_b, self._before_dtype, True),
-                "_table_a": norm.table(scale_a, self.pair.after.dtype, False), "_sample_raw": (rb, ra, ok)}
-
-    def _adopt(self, stats: dict) -> None:
-        for k, v in stats.items():
-            setattr(self, k, v)
+        return PairStatistics(scale_b, scale_a, masked_lr, norm, norm.table(scale_b, self._before_dtype, True),
+                              norm.table(scale_a, self.pair.after.dtype, False), (rb, ra, ok))
 
     @functools.cached_property
     def sample(self) -> PairWindow:
         """A decimated, normalised view of the whole pair, for detectors that need scene statistics."""
-        rb, ra, ok = self._sample_raw
-        return PairWindow(self.pair.window, self._norm.apply(rb, True), self._norm.apply(ra, False), ok,
-                          self._masked_lr)
+        st = self._stats
+        rb, ra, ok = st.sample_raw
+        return PairWindow(self.pair.window, st.norm.apply(rb, True), st.norm.apply(ra, False), ok, st.masked_lr)
 
     # ----------------------------------------------------------------- windows
     def read(self, window: Window) -> PairWindow:
@@ -429,10 +445,11 @@ class PairReader(contextlib.AbstractContextManager):
         pw = self.pair.window
         rows = slice(int(window.row_off - pw.row_off), int(window.row_off - pw.row_off + window.height))
         cols = slice(int(window.col_off - pw.col_off), int(window.col_off - pw.col_off + window.width))
-        masked = _lookup_clipped(self._masked_lr, (int(pw.height), int(pw.width)), rows, cols)
+        st = self._stats
+        masked = _lookup_clipped(st.masked_lr, (int(pw.height), int(pw.width)), rows, cols)
         valid = b_ok & a_ok & ~masked
-        return PairWindow(window, self._normalised(before, self._table_b, self._scale_b, True),
-                          self._normalised(after, self._table_a, self._scale_a, False), valid, masked)
+        return PairWindow(window, self._normalised(before, st.table_b, st.scale_b, True),
+                          self._normalised(after, st.table_a, st.scale_a, False), valid, masked)
 
     def _moved_in_window(self, before: np.ndarray, after: np.ndarray, b_ok: np.ndarray,
                          a_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -457,7 +474,7 @@ class PairReader(contextlib.AbstractContextManager):
     def _normalised(self, dn: np.ndarray, table: np.ndarray | None, scale: float, before: bool) -> np.ndarray:
         if table is not None:
             return apply_table(table, dn)
-        return self._norm.apply(dn.astype(np.float32) / scale, before)
+        return self._stats.norm.apply(dn.astype(np.float32) / scale, before)
 
     def close(self) -> None:
         self._stack.close()

@@ -25,7 +25,7 @@ from shapely.geometry import shape
 import satcheck.align as align
 import satcheck.batch.tile as tile
 import satcheck.masks as masks
-from satcheck.align import PairReader, pair_tiles
+from satcheck.align import PairReader, PairStatistics, pair_tiles
 from satcheck.batch.pipeline import detect_changes
 from satcheck.config import RunConfig
 from satcheck.detect.base import BUILDING, CONSTRUCTION, EXCAVATION, HARDENED
@@ -90,18 +90,13 @@ def test_window_pieces_counts_as_the_whole_extent_did(seed):
     _same_pieces(window_pieces(mask, prob, types, t, "T.tif"), reference_window_pieces(mask, prob, types, t, "T.tif"))
 
 
-def _reader_stats(reader: PairReader) -> dict:
-    return {"masked": reader._masked_lr, "table_b": reader._table_b, "table_a": reader._table_a,
-            "sample": reader._sample_raw}
-
-
-def _assert_same_stats(got: dict, want: dict) -> None:
-    assert (got["masked"] == want["_masked_lr"]).all()
+def _assert_same_stats(got: PairStatistics, want: PairStatistics) -> None:
+    assert (got.masked_lr == want.masked_lr).all()
     for k in ("table_b", "table_a"):
-        assert (got[k] is None) == (want["_" + k] is None)
-        if got[k] is not None:
-            assert np.array_equal(got[k], want["_" + k])
-    for x, y in zip(got["sample"], want["_sample_raw"]):
+        assert (getattr(got, k) is None) == (getattr(want, k) is None)
+        if getattr(got, k) is not None:
+            assert np.array_equal(getattr(got, k), getattr(want, k))
+    for x, y in zip(got.sample_raw, want.sample_raw):
         assert np.array_equal(x, y)
 
 
@@ -117,9 +112,9 @@ def test_statistics_made_beside_the_shifts_are_those_made_after_them(tmp_path, s
     with PairReader(pair, RunConfig()) as r:
         assert r._moves(r.shifts) == (scene == "shifted")
         if scene == "cloud":
-            assert r._masked_lr.any()
+            assert r._stats.masked_lr.any()
         # The reference: the statistics of the tiles as the shifts move them, from handles of their own.
-        _assert_same_stats(_reader_stats(r), r._statistics(r.shifts))
+        _assert_same_stats(r._stats, r._statistics(r.shifts))
 
 
 def _digest(out) -> dict:

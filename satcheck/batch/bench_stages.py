@@ -199,11 +199,12 @@ def _replay_pair(pair, detector, config, prob_path: Path, crs, timer) -> list:
             with timer.stage("masks"):
                 r = slice(int(g.row_off - pw0.row_off), int(g.row_off - pw0.row_off + g.height))
                 c = slice(int(g.col_off - pw0.col_off), int(g.col_off - pw0.col_off + g.width))
-                masked = _lookup_clipped(reader._masked_lr, (int(pw0.height), int(pw0.width)), r, c)
+                st = reader._stats
+                masked = _lookup_clipped(st.masked_lr, (int(pw0.height), int(pw0.width)), r, c)
                 valid = b_ok & a_ok & ~masked
             with timer.stage("normalise"):
-                pw = PairWindow(g, reader._normalised(before, reader._table_b, reader._scale_b, True),
-                                reader._normalised(after, reader._table_a, reader._scale_a, False), valid, masked)
+                pw = PairWindow(g, reader._normalised(before, st.table_b, st.scale_b, True),
+                                reader._normalised(after, st.table_a, st.scale_a, False), valid, masked)
             with timer.stage("model"):
                 scores = detector.score(pw)
             with timer.stage("cleanup"):
