@@ -110,8 +110,7 @@ def replay(before: Path, after: Path, rules: Path | None, out: Path, config, tim
     :class:`satcheck.align.PairReader` (whose private steps it calls, one by one, to time them apart)."""
     from satcheck.atomic import atomic_path
     from satcheck.batch.enforce import enforcement_outputs
-    from satcheck.batch.pipeline import set_up_run
-    from satcheck.detect.polygons import merge_pieces
+    from satcheck.batch.pipeline import merge_changes, set_up_run
 
     out = Path(out)
     with timer.stage("setup"):
@@ -121,7 +120,7 @@ def replay(before: Path, after: Path, rules: Path | None, out: Path, config, tim
     for pair in pairs:
         pieces.extend(_replay_pair(pair, detector, config, out / "probability" / f"{pair.name}.tif", crs, timer))
     with timer.stage("polygons"):
-        changes = merge_pieces(pieces, crs, config.cleanup.min_area_m2, config.cleanup.min_mean_score)
+        changes = merge_changes(pieces, pairs, crs, config)
     with timer.stage("patches"):
         with atomic_path(out / "changes.gpkg") as tmp:
             changes.to_file(tmp, layer="changes", driver="GPKG", engine="pyogrio")

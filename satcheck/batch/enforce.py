@@ -12,7 +12,7 @@ from pathlib import Path
 import geopandas as gpd
 import shapely
 
-from satcheck.align import Pair
+from satcheck.align import Pair, earlier_tiles
 from satcheck.config import M2_PER_MU, RunConfig
 from satcheck.errors import OutputError
 from satcheck.export import write_all, write_gpkg
@@ -41,7 +41,7 @@ def imagery_footprint(pairs: list[Pair], crs) -> shapely.Geometry:
 def patch_context(pairs: list[Pair], crs=None) -> PatchContext:
     """Dates, tiles and pixel size of a run's patches; with ``crs``, the tiles' footprints in it, so that each patch
     names only the tiles it lies on."""
-    befores = sorted({b for p in pairs for b in p.befores}, key=lambda t: str(t.path))
+    befores = earlier_tiles(pairs)
     afters = [p.after for p in pairs]
     b_dates = [b.date for b in befores if b.date]
     a_dates = [a.date for a in afters if a.date]
@@ -118,7 +118,7 @@ def enforcement_outputs(changes: gpd.GeoDataFrame, pairs: list[Pair], rules_dir:
 
 def _chips(patches: gpd.GeoDataFrame, pairs: list[Pair], folder: Path, pixel_m: float, cfg: RunConfig,
            rules, progress: Progress | None = None) -> dict:
-    befores = sorted({b for p in pairs for b in p.befores}, key=lambda t: str(t.path))
+    befores = earlier_tiles(pairs)
     # Outlines of farmland, basic farmland and permits on every chip; the locator shows ~2 km with the admin unit.
     return write_patch_images(patches, befores, [p.after for p in pairs], folder, pixel_m, cfg.report.chip_min_m,
                               cfg.report.chip_px, rules=rules, progress=progress)  # stage "chips", per patch

@@ -11,10 +11,10 @@ import numpy as np
 from rasterio.features import geometry_mask
 from rasterio.transform import from_origin
 
-from satcheck.align import Pair
+from satcheck.align import Pair, earlier_tiles
 from satcheck.config import CleanupConfig
 from satcheck.detect.excavation import RING_M, dig_evidence
-from satcheck.report.chips import read_rgb
+from satcheck.report.draw import read_rgb
 
 MAX_SIDE_PX = 1024  # a large change is judged on a coarser grid: the measures are means, so this bounds memory
 
@@ -23,12 +23,12 @@ def drop_field_changes(changes: gpd.GeoDataFrame, pairs: list[Pair], cfg: Cleanu
     """``changes`` without those typed excavation whose later date does not stand out from the ground around them
     (``cfg.excavation_min_contrast``) or whose outline follows the earlier date's edges
     (``cfg.excavation_max_old_outline``)."""
-    if not len(changes) or cfg.excavation_min_contrast <= 0 and cfg.excavation_max_old_outline >= 1:
+    if not len(changes) or (cfg.excavation_min_contrast <= 0 and cfg.excavation_max_old_outline >= 1):
         return changes
     dug = changes.index[changes["change_type"] == "excavation"]
     if not len(dug):
         return changes
-    befores = sorted({b for p in pairs for b in p.befores}, key=lambda t: str(t.path))
+    befores = earlier_tiles(pairs)
     afters = [p.after for p in pairs]
     pixel_m = min(a.pixel_m for a in afters)
     drop = []

@@ -103,6 +103,13 @@ def make_outdir(out: Path, option: str = "--out") -> None:
             from None
 
 
+def merge_changes(pieces: list[Piece], pairs: list[Pair], crs, config: RunConfig) -> gpd.GeoDataFrame:
+    """The change polygons of a run: pieces merged across windows and tiles, the weak and the small dropped, and
+    the changes typed excavation that look like fields or ponds (:mod:`satcheck.batch.excavation`)."""
+    changes = merge_pieces(pieces, crs, config.cleanup.min_area_m2, config.cleanup.min_mean_score)
+    return drop_field_changes(changes, pairs, config.cleanup)
+
+
 def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig, rules: str | Path | None,
            detector_name: str, t0: float, masked: int, extra: dict | None = None,
            shifts: dict[str, list[dict]] | None = None, warnings: list[str | None] = (),
@@ -123,8 +130,7 @@ def finish(pieces: list[Piece], pairs: list[Pair], out: Path, config: RunConfig,
     crs = crs or output_crs(pairs, config)
     pixels = sum(p.pixels for p in pairs)
     report(progress, "changes", 0, len(pieces))
-    changes = drop_field_changes(merge_pieces(pieces, crs, config.cleanup.min_area_m2, config.cleanup.min_mean_score),
-                                 pairs, config.cleanup)
+    changes = merge_changes(pieces, pairs, crs, config)
     outputs: dict[str, str] = {}
     if config.output.probability_cog:
         outputs["probability"] = str(out / "probability")
