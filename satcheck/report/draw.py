@@ -9,7 +9,9 @@ import numpy as np
 import rasterio
 from PIL import Image, ImageDraw, ImageFont
 from rasterio.enums import Resampling
+from rasterio.transform import array_bounds
 from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
 
 from satcheck.atomic import atomic_path
 from satcheck.masks import dn_scale
@@ -31,8 +33,14 @@ def read_rgb(tiles: list[TileInfo], crs, transform, width: int, height: int,
     """
     rgb = np.zeros((3, height, width), np.float32)
     ok = np.zeros((height, width), bool)
+    west, south, east, north = array_bounds(height, width, transform)
     with contextlib.ExitStack() as stack:
         for t in tiles:
+            if ok.all():
+                break  # the first tile with valid pixels at a place gives them: the rest could add nothing
+            left, bottom, right, top = transform_bounds(t.crs, crs, *t.bounds, densify_pts=21)
+            if left >= east or right <= west or bottom >= north or top <= south:
+                continue  # a warp of a tile that misses the grid reads blocks and gives nothing
             src = stack.enter_context(_open(t, overview_m))
             vrt = stack.enter_context(WarpedVRT(src, crs=crs, transform=transform, width=width, height=height,
                                                 resampling=resampling))
