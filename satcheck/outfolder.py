@@ -23,8 +23,9 @@ MARKER = "INCOMPLETE.txt"
 # Files at the top of a run's folder that not every run writes (patches and exports only with rule layers, the
 # sheets only when configured, the PDF not when it fails): what an earlier run may leave that a later one does
 # not replace. The patch id registry is not among them: ids are meant to outlive runs.
+SHAPEFILE_SIDECARS = ("dbf", "shx", "prj", "cpg")  # written with patches.shp, which alone is named among the outputs
 OPTIONAL_FILES = ("patches.gpkg", "patches.geojson", "patches.kml", "patches.csv", "patches.xlsx", "field_sheet.html",
-                  "field_sheet.pdf", *(f"patches.{x}" for x in ("shp", "dbf", "shx", "prj", "cpg")))
+                  "field_sheet.pdf", "patches.shp", *(f"patches.{x}" for x in SHAPEFILE_SIDECARS))
 
 
 class IncompleteOutputError(SatcheckError, ValueError):
@@ -34,8 +35,8 @@ class IncompleteOutputError(SatcheckError, ValueError):
 def begin(out: str | os.PathLike) -> str:
     """Mark ``out`` incomplete for a new run; returns the run's id (run.json names it once the run is done)."""
     out = Path(out)
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    now = dt.datetime.now(dt.timezone.utc)
+    started, run_id = now.isoformat(timespec="seconds"), f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     # Plain words for whoever opens the folder; readers only look for the file. The id on the first line.
     with atomic_path(out / MARKER) as tmp:
         tmp.write_text(f"{run_id}\nThe satcheck run {run_id}, started {started} into this folder, did not finish "
@@ -68,7 +69,7 @@ def remove_stale(out: str | os.PathLike, written: Iterable[str | os.PathLike], t
     out = Path(out)
     names = {Path(w).name for w in written}
     if "patches.shp" in names:
-        names.update(f"patches.{x}" for x in ("dbf", "shx", "prj", "cpg"))
+        names.update(f"patches.{x}" for x in SHAPEFILE_SIDECARS)
     keep = set(tiles)
     stale = [out / n for n in OPTIONAL_FILES if n not in names and (out / n).is_file()]
     stale += [f for f in sorted((out / "probability").glob("*.tif")) if f.stem not in keep]
