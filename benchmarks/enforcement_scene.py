@@ -1,6 +1,6 @@
 """Patches of a whole generated scene against what was planted in it: the scene of issue 17, item 3.
 
-    .venv/bin/python benchmarks/enforcement_scene.py SCENE [--model PATH] [--json]
+    .venv/bin/python benchmarks/enforcement_scene.py SCENE [--model PATH] [--no-dig-check] [--json]
     .venv/bin/python -m satcheck.synth SCENE --size 6144 --gsd 2 --tiles 3 --seed 7    # the issue's scene, first
 
 Runs ``satcheck run SCENE/before SCENE/after --rules SCENE/rules`` (in a temporary folder) and prints: recall of
@@ -74,9 +74,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scene", type=Path, help="a folder written by python -m satcheck.synth")
     ap.add_argument("--model", default=None, help="weights file (default: the shipped weights)")
+    ap.add_argument("--no-dig-check", action="store_true",
+                    help="keep every change typed excavation (cleanup.excavation_min_contrast 0, "
+                         "excavation_max_old_outline 1)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    cfg = RunConfig().with_overrides(**{"detect.model.weights": a.model, "output.probability_cog": False})
+    cfg = RunConfig().with_overrides(**{
+        "detect.model.weights": a.model, "output.probability_cog": False,
+        "cleanup.excavation_min_contrast": 0 if a.no_dig_check else None,
+        "cleanup.excavation_max_old_outline": 1 if a.no_dig_check else None})
     out = score_scene(a.scene, cfg)
     print(json.dumps(out) if a.json else "\n".join(f"{k:40} {v}" for k, v in out.items()))
 
