@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from satcheck.cli_common import fail, out
+from satcheck.cli_common import err, fail, out
 from satcheck.errors import SatcheckError
 
 review_app = typer.Typer(help="Review ledger: import patches, decide, undo, export, field package, statistics, "
@@ -18,11 +18,17 @@ review_app = typer.Typer(help="Review ledger: import patches, decide, undo, expo
 LEDGER = typer.Argument(..., help="Ledger file (SQLite), one per jurisdiction.")
 
 
-def _open(ledger: Path, config: Optional[Path], create: bool = False):
+def _open(ledger: Path, config: Optional[Path], create: bool = False, tell_wait: bool = False):
+    """``tell_wait``: a decision that waits for another process's write lock says so on stderr, else it would
+    look hung for up to ledger.BUSY_TIMEOUT_S."""
     from satcheck.config import load_config
     from satcheck.review.ledger import Ledger
 
-    return Ledger(ledger, load_config(config).review, create=create)
+    def waiting(left: float) -> None:
+        err.print(f"waiting for {ledger}: another process (an import, another reviewer) is writing it; the decision "
+                  f"goes through once it lets go (up to {left:.0f} s more) ...", highlight=False, soft_wrap=True)
+
+    return Ledger(ledger, load_config(config).review, create=create, on_wait=waiting if tell_wait else None)
 
 
 CONFIG = typer.Option(None, "--config", "-c", help="Run configuration (YAML) with the review section.")
@@ -148,7 +154,7 @@ def show(ledger: Path = LEDGER, patch_id: str = typer.Argument(...), as_json: bo
 def _decide(ledger: Path, ids: list[str], to: str, by: str, reason: Optional[str], note: Optional[str],
             config: Optional[Path]) -> None:
     try:
-        with _open(ledger, config) as lg:
+        with _open(ledger, config, tell_wait=True) as lg:
             events = lg.decide_many(ids, to, by, reason, note)  # all of them or none
     except SatcheckError as exc:
         raise fail(exc) from None
@@ -191,7 +197,7 @@ def reopen(ledger: Path = LEDGER, patch_ids: list[str] = IDS, by: str = BY,
     from satcheck.review.undo import reopen_many
 
     try:
-        with _open(ledger, config) as lg:
+        with _open(ledger, config, tell_wait=True) as lg:
             done = reopen_many(lg, patch_ids, by, note)  # all of them or none
     except SatcheckError as exc:
         raise fail(exc) from None
@@ -218,7 +224,7 @@ def bulk(ledger: Path = LEDGER, csv_file: Path = typer.Argument(..., help="CSV w
          by: str = BY, config: Optional[Path] = CONFIG) -> None:
     """Apply many decisions from a CSV: all of them, or none if any row is wrong."""
     try:
-        with _open(ledger, config) as lg:
+        with _open(ledger, config, tell_wait=True) as lg:
             events = lg.bulk(csv_file, by)
     except SatcheckError as exc:
         raise fail(exc) from None

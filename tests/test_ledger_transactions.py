@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -147,6 +148,48 @@ def test_a_decision_that_cannot_get_the_lock_is_a_one_line_error(ledger, monkeyp
         holder.execute("ROLLBACK")
         holder.close()
     _ok(_run("review", "accept", ledger, P1, "--by", "wang"))
+
+
+def test_a_decision_waiting_for_the_lock_says_so_then_goes_through(ledger, monkeypatch):
+    """Waiting for another process's write lock, a decision says so on stderr after a second (before: silent for
+    up to BUSY_TIMEOUT_S, as if hung), then goes through once the lock is let go; one that gets the lock at once
+    says nothing, and one whose wait runs out is still the one-line busy error."""
+    import satcheck.review.ledger as ledger_mod
+
+    holder = sqlite3.connect(ledger, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(2.0, lambda: holder.execute("ROLLBACK"))  # another writer, done after 2 s
+    release.start()
+    try:
+        t0 = time.perf_counter()
+        r = _run("review", "accept", ledger, P1, "--by", "wang")
+        waited = time.perf_counter() - t0
+    finally:
+        release.join()
+    assert f"{P1}: pending → accepted" in _ok(r) and waited > 1.5
+    said = r.stderr.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(f"waiting for {ledger}: another process (an import, another "
+                                                 "reviewer) is writing it"), said
+    assert "waiting" not in r.stdout
+
+    r = _run("review", "defer", ledger, P2, "--by", "wang")  # nobody else writing: not a word about waiting
+    assert "waiting" not in _ok(r) and not r.stderr
+
+    monkeypatch.setattr(ledger_mod, "BUSY_TIMEOUT_S", 1.8)
+    holder.execute("BEGIN IMMEDIATE")  # and now not letting go
+    try:
+        r = _run("review", "bulk", ledger, _csv(ledger.parent / "d.csv", [(P3, "accept")]), "--by", "wang")
+        _one_line_error(r, "busy", "nothing was changed")
+        assert r.stderr.startswith("waiting for ")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert _states(ledger)[P3] == "pending"
+
+
+def _csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("patch_id,decision,reason,note\n" + "".join(f"{p},{d},,\n" for p, d in rows), encoding="utf-8")
+    return path
 
 
 @pytest.mark.slow

@@ -10,7 +10,9 @@ upgrades older ledgers in place); a ledger whose tables or columns are not those
 of its schema version (damaged, or edited by hand) is refused when opened.
 
 A write waits up to :data:`BUSY_TIMEOUT_S` for another writer's lock, then fails with
-:class:`LedgerBusyError`.  Importing a run's patches is :mod:`satcheck.review.importing`.
+:class:`LedgerBusyError`; ``on_wait``, where given, is called once when it has waited
+:data:`WAIT_NOTICE_S` (the command line says so: the library prints nothing).  Importing a run's
+patches is :mod:`satcheck.review.importing`; decisions from a CSV, :mod:`satcheck.review.bulk`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import geopandas as gpd
 import numpy as np
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from satcheck.review.importing import ImportResult
 
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's write lock
+# A wait shorter than this is one of an import's short transactions, not worth a word; a longer one would look hung.
+WAIT_NOTICE_S = 1.0
 
 
 class LedgerError(SatcheckError, RuntimeError):
@@ -77,9 +81,12 @@ def append_event(db: sqlite3.Connection, patch_id: str, from_state: str, to_stat
 
 class Ledger:
     def __init__(self, path: str | Path, config: ReviewConfig = ReviewConfig(), create: bool = True,
-                 check_pages: bool = True):
+                 check_pages: bool = True, on_wait: Callable[[float], None] | None = None):
+        """``on_wait(seconds_left)``: called once per write that has waited :data:`WAIT_NOTICE_S` for another
+        process's write lock, before it waits on."""
         self.path = Path(path)
         self.config = config
+        self.on_wait = on_wait
         self._create = create
         if not self.path.exists() and not create:
             raise LedgerError(f"{self.path}: ledger not found; create it with 'satcheck review import {self.path} PATCHES'")
@@ -115,7 +122,7 @@ class Ledger:
         """One write transaction: all of it or nothing; SQLite errors become one-line :class:`LedgerError`
         (``convert``; a busy ledger always does)."""
         try:
-            self.db.execute("BEGIN IMMEDIATE")
+            self._begin()
         except sqlite3.Error as exc:
             if convert or _is_busy(exc):
                 raise self._db_error(exc) from None
@@ -132,6 +139,28 @@ class Ledger:
             if isinstance(exc, sqlite3.Error) and (convert or _is_busy(exc)):
                 raise self._db_error(exc) from None
             raise
+
+    def _begin(self) -> None:
+        """``BEGIN IMMEDIATE``, waiting for the write lock as long as the connection's busy timeout says (the
+        page sets a shorter one), in two steps where :attr:`on_wait` is set: it hears of a wait in between."""
+        total_ms = self.db.execute("PRAGMA busy_timeout").fetchone()[0] if self.on_wait else 0
+        notice_ms = int(WAIT_NOTICE_S * 1000)
+        if total_ms <= notice_ms:
+            self.db.execute("BEGIN IMMEDIATE")
+            return
+        try:
+            self.db.execute(f"PRAGMA busy_timeout={notice_ms}")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+            self.on_wait((total_ms - notice_ms) / 1000)
+            self.db.execute(f"PRAGMA busy_timeout={total_ms - notice_ms}")
+            self.db.execute("BEGIN IMMEDIATE")
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout={total_ms}")
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -320,46 +349,10 @@ class Ledger:
         return append_event(db, patch_id, current, to, reason or None, note or None, reviewer)
 
     def bulk(self, csv_path: str | Path, reviewer: str) -> list[Event]:
-        """Decisions from a CSV (patch_id, decision, reason, note): all or nothing.
+        """Decisions from a CSV, all or nothing (:func:`satcheck.review.bulk.apply_csv`)."""
+        from satcheck.review.bulk import apply_csv  # it builds on this module: at the top, a cycle
 
-        ``reopen`` undoes the patch's latest decision, as ``satcheck review reopen`` does (one made earlier in the
-        same CSV too): it goes back to the state before, with reason ``undo``.
-        """
-        from satcheck.review.csvfile import read_rows
-        from satcheck.review.states import DECISIONS, FIELD_RESULTS
-        from satcheck.review.undo import UNDO, undo_target
-
-        path = Path(csv_path)
-        rows = read_rows(path)  # UTF-8, UTF-8 with BOM or GB18030; else a one-line error
-        plan = []
-        with self._tx() as db:
-            histories: dict[str, list[Event]] = {}  # of each patch in the CSV, with the rows planned so far
-            for i, r in enumerate(rows, start=2):
-                pid = (r.get("patch_id") or "").strip()
-                decision = (r.get("decision") or "").strip()
-                to = DECISIONS.get(decision, decision if decision in FIELD_RESULTS else None)
-                reason = (r.get("reason") or "").strip() or None
-                try:
-                    if pid not in histories:
-                        histories[pid] = [Event(**dict(e)) for e in db.execute(
-                            "SELECT * FROM events WHERE patch_id=? ORDER BY id", (pid,))]
-                    history = histories[pid]
-                    if not history:
-                        raise TransitionError(f"no patch '{pid}'")
-                    if to is None:
-                        raise TransitionError(f"'{decision}' is not a decision (accept, reject, defer, reopen, "
-                                              f"{', '.join(FIELD_RESULTS)})")
-                    current = history[-1].to_state
-                    if decision == "reopen":
-                        to, reason = undo_target(pid, history, str(self.path)).from_state, UNDO
-                    else:
-                        check(pid, current, to, reason, self.reasons)
-                except SatcheckError as exc:
-                    raise TransitionError(f"{path}: row {i}: {exc}; nothing was applied") from None
-                note = (r.get("note") or "").strip() or None
-                history.append(Event(0, pid, current, to, reason, note, reviewer, ""))
-                plan.append((pid, current, to, reason, note))
-            return [append_event(db, pid, frm, to, reason, note, reviewer) for pid, frm, to, reason, note in plan]
+        return apply_csv(self, csv_path, reviewer)
 
     def progress(self, period: str | None = None) -> tuple[int, int]:
         """(reviewed, total) among patches that entered review."""
