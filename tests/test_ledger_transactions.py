@@ -1,6 +1,7 @@
-"""Issue 19, ledger side, through the command line: multi-id decisions are all or nothing, an import writes in
-short transactions (decisions wait for it, a lock that is not released is a one-line error), a killed import
-resumes, and a damaged ledger or a full disk is a one-line error naming the cause."""
+"""Issue 19, ledger side, through the command line: multi-id and bulk decisions are all or nothing (killed too),
+an import writes in short transactions (decisions wait for it and say so, a lock that is not released is a
+one-line error), a killed import resumes, and a damaged ledger or a full disk is a one-line error naming the
+cause."""
 
 from __future__ import annotations
 
@@ -128,6 +129,78 @@ def test_killed_long_decision_leaves_none_applied_and_can_be_rerun(tmp_path):
             now = _count(lg)
             assert now == events + n
         events = now
+
+
+def _writing(lg: Path) -> bool:
+    """Whether another process holds the ledger's write lock now (taken and let go at once where free)."""
+    db = sqlite3.connect(lg, timeout=0, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        return True
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_killed_bulk_leaves_none_applied_and_the_same_command_finishes_it(tmp_path):
+    """kill -9 of `review bulk` of a 1,500-row CSV (accept and reject, then reopen of them all) at random moments,
+    half of them aimed inside its transaction: every row applied or none; the same command again applies them all
+    where none was, and nothing where all were (refused, so no row is applied twice)."""
+    n = 1500
+    lg = tmp_path / "ledger.sqlite"
+    _ok(_run("review", "import", lg, patch_file(tmp_path / "p.gpkg", "2026-10", _grid(n))))
+    ids = [f"360821-202610-{i:04d}" for i in range(1, n + 1)]
+    decided = {pid: "rejected" if i % 3 == 0 else "accepted" for i, pid in enumerate(ids)}
+    csvs = {"pending": tmp_path / "decide.csv", "decided": tmp_path / "reopen.csv"}
+    csvs["pending"].write_text("patch_id,decision,reason,note\n" + "".join(
+        f"{pid},{'reject,seasonal' if to == 'rejected' else 'accept,'},bulk {pid}\n" for pid, to in decided.items()),
+        encoding="utf-8")
+    _csv(csvs["decided"], [(pid, "reopen") for pid in ids])
+    rng = random.Random(1519)
+    events, inside, start = _count(lg), 0, time.monotonic()
+    for attempt in range(6):
+        if attempt >= 3 and time.monotonic() - start > 30:  # bounded: three kills at least, then while time is left
+            break
+        before = _states(lg)
+        was = "pending" if set(before.values()) == {"pending"} else "decided"
+        assert was == "pending" or before == decided, f"attempt {attempt}: a mixture of states"
+        cmd = _cli("review", "bulk", lg, csvs[was], "--by", "wang")
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        aimed, seen_writing = attempt % 2 == 0, False
+        deadline = time.time() + (30 if aimed else rng.uniform(0.2, 2.5))  # not aimed: start-up, reading, writing
+        while time.time() < deadline and proc.poll() is None and _count(lg) == events:
+            if aimed and _writing(lg):  # nothing else writes it: the bulk holds its transaction open
+                seen_writing = True
+                time.sleep(rng.uniform(0, 0.03))
+                break
+            time.sleep(0.002 if aimed else 0.005)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        now, states = _count(lg), _states(lg)
+        assert now in (events, events + n), f"attempt {attempt}: {now - events} of {n} rows applied"
+        if now == events:
+            assert states == before, f"attempt {attempt}: no event written, yet states changed"
+            inside += seen_writing
+        else:
+            assert states == (decided if was == "pending" else {pid: "pending" for pid in ids}), attempt
+        r = runner.invoke(app, [str(a) for a in cmd[3:]])  # the same command again
+        if now == events:  # killed before it committed: it finishes the job
+            assert f"{n} decisions applied" in _ok(r)
+            now = _count(lg)
+        else:  # it had committed: refused, nothing applied twice
+            _one_line_error(r, "row 2", "nothing was applied")
+        assert now == _count(lg) == events + n, f"attempt {attempt}"
+        events = now
+    assert inside >= 1, "no kill landed inside the bulk's transaction; aim later"
+    with sqlite3.connect(lg) as db:  # each row once per run of it: one event per patch and per CSV applied
+        per_patch = {c for (c,) in db.execute("SELECT COUNT(*) FROM events GROUP BY patch_id")}
+    assert per_patch == {1 + (events - n) // n}
 
 
 # ------------------------------------------------------------------------------------------- short transactions
