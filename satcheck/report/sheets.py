@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
@@ -152,6 +153,25 @@ def write_html(patches: pd.DataFrame, chips: dict, path: Path, review: dict[str,
     return path
 
 
+_FONTS: dict[str, str] = {}  # font file -> the name it is registered under in reportlab
+_FONTS_LOCK = threading.Lock()
+
+
+def _cjk_font(font: Path) -> str:
+    """The reportlab name of a CJK font, registered once per process: parsing a CJK TrueType file takes about half
+    a second, once per PDF before (reportlab keeps each document's subset of a registered font apart)."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    with _FONTS_LOCK:
+        if str(font) not in _FONTS:
+            name = f"CJK{len(_FONTS)}"
+            kw = {"subfontIndex": 0} if font.suffix.lower() == ".ttc" else {}
+            pdfmetrics.registerFont(TTFont(name, str(font), **kw))
+            _FONTS[str(font)] = name
+        return _FONTS[str(font)]
+
+
 def write_pdf(patches: pd.DataFrame, chips: dict, path: Path, font_path: str | None = None,
               review: dict[str, dict] | None = None, purpose: str = "review", lang: str = "zh",
               jpegs: dict[Path, bytes | None] | None = None) -> Path:
@@ -159,19 +179,15 @@ def write_pdf(patches: pd.DataFrame, chips: dict, path: Path, font_path: str | N
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFont
     from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-    font = find_cjk_font(font_path)
-    kw = {"subfontIndex": 0} if font.suffix.lower() == ".ttc" else {}
-    pdfmetrics.registerFont(TTFont("CJK", str(font), **kw))
-    title = ParagraphStyle("t", fontName="CJK", fontSize=18, leading=24)
-    h2 = ParagraphStyle("h", fontName="CJK", fontSize=13, leading=18)
-    body = ParagraphStyle("b", fontName="CJK", fontSize=8.5, leading=11)
-    banner = ParagraphStyle("p", fontName="CJK", fontSize=10, leading=14,
+    cjk = _cjk_font(find_cjk_font(font_path))
+    title = ParagraphStyle("t", fontName=cjk, fontSize=18, leading=24)
+    h2 = ParagraphStyle("h", fontName=cjk, fontSize=13, leading=18)
+    body = ParagraphStyle("b", fontName=cjk, fontSize=8.5, leading=11)
+    banner = ParagraphStyle("p", fontName=cjk, fontSize=10, leading=14,
                             textColor=colors.HexColor("#b00000" if purpose == "review" else "#006000"))
-    grid = TableStyle([("FONT", (0, 0), (-1, -1), "CJK", 8), ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+    grid = TableStyle([("FONT", (0, 0), (-1, -1), cjk, 8), ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
                        ("BACKGROUND", (0, 0), (-1, 0), colors.whitesmoke), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")])
     recs = _records(patches, chips, review, lang, jpegs)
     first = recs[0] if recs else {}
@@ -194,7 +210,7 @@ def write_pdf(patches: pd.DataFrame, chips: dict, path: Path, font_path: str | N
         b, a, loc = d["_jpegs"]
         imgs = [[image(b, 62 * mm), image(a, 62 * mm), image(loc, 45 * mm)],
                 [f"前时相 {d['show']['before_date']}", f"后时相 {d['show']['after_date']}", "位置"]]
-        story.append(Table(imgs, style=TableStyle([("FONT", (0, 0), (-1, -1), "CJK", 8),
+        story.append(Table(imgs, style=TableStyle([("FONT", (0, 0), (-1, -1), cjk, 8),
                                                    ("ALIGN", (0, 0), (-1, -1), "CENTER")])))
         cells = [[PATCH_FIELDS[k][2], Paragraph(_escape(d["show"][k]), body)] for k in SHEET_FIELDS]
         half = (len(cells) + 1) // 2  # two pairs of columns, so that a patch fits one page with its review
