@@ -19,10 +19,11 @@ import time
 import numpy as np
 from rasterio.windows import Window
 
-from satcheck.align import PairReader, pair_tiles
+from satcheck.align import PairReader
 from satcheck.config import RunConfig
 from satcheck.detect.learned import ModelDetector
 from satcheck.model.runtime import to_input
+from satcheck.pairs import pair_tiles
 from satcheck.synth.write import write_large_pair
 from satcheck.tiles import open_tile
 

@@ -8,9 +8,10 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 from scipy import ndimage
 
-from satcheck.align import PairReader, pair_tiles
+from satcheck.align import PairReader
 from satcheck.config import MaskConfig, RunConfig
 from satcheck.masks import cloud_and_shadow
+from satcheck.pairs import pair_tiles
 from satcheck.radiometry import apply_table, fit_normalisation
 from satcheck.tiles import open_tile
 from tests.generate import ORIGIN, textured, write

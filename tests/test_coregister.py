@@ -126,8 +126,9 @@ def _stitched_pair(folder, size=2048, offset=3):
 def test_misregistration_that_varies_across_a_tile_is_corrected_window_by_window(tmp_path, per_window):
     """The tile's chips disagree (3 px one way on the left, 3 px the other way on the right), so no tile shift;
     each 1024 px window then measures its own and lines up, unless align.coregister_windows is off."""
-    from satcheck.align import PairReader, pair_tiles
+    from satcheck.align import PairReader
     from satcheck.config import RunConfig
+    from satcheck.pairs import pair_tiles
     from satcheck.tiles import open_tile
     from satcheck.windows import window_grid, with_halo
 

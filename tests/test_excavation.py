@@ -7,10 +7,10 @@ import numpy as np
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from satcheck.align import pair_tiles
 from satcheck.batch.excavation import drop_field_changes
 from satcheck.config import CleanupConfig
 from satcheck.detect.excavation import dig_evidence
+from satcheck.pairs import pair_tiles
 from satcheck.tiles import open_tile
 from tests.generate import CRS_4547, ORIGIN, write
 

@@ -25,11 +25,12 @@ from shapely.geometry import shape
 import satcheck.align as align
 import satcheck.batch.tile as tile
 import satcheck.masks as masks
-from satcheck.align import PairReader, PairStatistics, pair_tiles
+from satcheck.align import PairReader, PairStatistics
 from satcheck.batch.pipeline import detect_changes
 from satcheck.config import RunConfig
 from satcheck.detect.base import BUILDING, CONSTRUCTION, EXCAVATION, HARDENED
 from satcheck.detect.polygons import Piece, window_pieces
+from satcheck.pairs import pair_tiles
 from satcheck.tiles import open_tile
 from tests.enforcement_data import jurisdiction
 from tests.generate import misregister, square_pair

@@ -13,11 +13,12 @@ from rasterio.windows import Window
 from shapely.geometry import box
 from typer.testing import CliRunner
 
-from satcheck.align import PairReader, pair_tiles
+from satcheck.align import PairReader
 from satcheck.cli import app
 from satcheck.config import MaskConfig, RunConfig
 from satcheck.errors import SatcheckError, TileReadError
 from satcheck.masks import cloud_and_shadow
+from satcheck.pairs import pair_tiles
 from satcheck.provider_masks import provider_files
 from satcheck.tiles import open_tile
 from tests.mask_scenes import cloud_pair, reflectance, roof_pair

@@ -179,7 +179,8 @@ def test_band_order_from_the_config_reaches_the_model_input(tmp_path):
     """A blue-green-red-NIR pair with bands.before/after [3, 2, 1, 4] reads as the same pair stored in RGBN."""
     import rasterio
 
-    from satcheck.align import PairReader, pair_tiles
+    from satcheck.align import PairReader
+    from satcheck.pairs import pair_tiles
 
     b, a, _ = square_pair(tmp_path / "rgbn")
     swapped = []

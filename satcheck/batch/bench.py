@@ -30,9 +30,10 @@ def _stage_generate(out: str, size: int, q) -> None:
 def _stage_model(before: str, after: str, device: str, q) -> None:
     from rasterio.windows import Window
 
-    from satcheck.align import PairReader, pair_tiles
+    from satcheck.align import PairReader
     from satcheck.config import RunConfig
     from satcheck.detect.learned import ModelDetector
+    from satcheck.pairs import pair_tiles
     from satcheck.tiles import open_tile
 
     cfg = RunConfig()

@@ -12,11 +12,11 @@ from pathlib import Path
 import geopandas as gpd
 import shapely
 
-from satcheck.align import Pair, earlier_tiles
 from satcheck.config import M2_PER_MU, RunConfig
 from satcheck.errors import OutputError
 from satcheck.export import write_all, write_gpkg
 from satcheck.geometry import box_in
+from satcheck.pairs import Pair, earlier_tiles
 from satcheck.patch_ids import Issued, read_registry, write_registry
 from satcheck.patches import PatchContext, make_patches, outside_admin
 from satcheck.progress import Progress, report

@@ -11,9 +11,9 @@ import numpy as np
 from rasterio.features import geometry_mask
 from rasterio.transform import from_origin
 
-from satcheck.align import Pair, earlier_tiles
 from satcheck.config import CleanupConfig
 from satcheck.detect.excavation import RING_M, dig_evidence
+from satcheck.pairs import Pair, earlier_tiles
 from satcheck.report.draw import read_rgb
 
 MAX_SIDE_PX = 1024  # a large change is judged on a coarser grid: the measures are means, so this bounds memory

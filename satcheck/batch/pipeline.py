@@ -12,7 +12,6 @@ from typing import Sequence
 import geopandas as gpd
 
 from satcheck import __version__
-from satcheck.align import Pair, pair_tiles, pair_warnings
 from satcheck.atomic import atomic_path, remove_leftovers
 from satcheck.batch.enforce import enforcement_outputs, imagery_footprint, patch_summary
 from satcheck.batch.excavation import drop_field_changes
@@ -23,6 +22,7 @@ from satcheck.detect import get_detector
 from satcheck.detect.polygons import Piece, merge_pieces
 from satcheck.errors import OutputError
 from satcheck.outfolder import begin, remove_stale, run_id, seal
+from satcheck.pairs import Pair, pair_tiles, pair_warnings
 from satcheck.progress import Progress, report
 from satcheck.rules import check_attributes, check_fit
 from satcheck.tiles import find_tiles, open_tile

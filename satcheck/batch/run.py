@@ -30,7 +30,6 @@ from typing import Callable
 
 from rasterio.windows import Window
 
-from satcheck.align import Pair, pair_tiles, pair_warnings
 from satcheck.atomic import atomic_path, remove_leftovers
 from satcheck.batch.manifest import Manifest, load_manifest, resolve_tiles
 from satcheck.batch.pipeline import RunResult, check_rules, finish, make_outdir, output_crs
@@ -38,6 +37,7 @@ from satcheck.batch.tile import detect_pair, read_pieces, write_pieces
 from satcheck.config import RunConfig
 from satcheck.errors import SatcheckError
 from satcheck.outfolder import begin, is_complete
+from satcheck.pairs import Pair, pair_tiles, pair_warnings
 from satcheck.progress import Progress, report
 from satcheck.provider_masks import provider_files
 from satcheck.tiles import TileInfo, open_tile

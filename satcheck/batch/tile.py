@@ -16,13 +16,14 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 
-from satcheck.align import Pair, PairReader
+from satcheck.align import PairReader
 from satcheck.atomic import atomic_path
 from satcheck.config import RunConfig
 from satcheck.coregister import Shift
 from satcheck.detect.cleanup import clean_mask
 from satcheck.detect.polygons import Piece, window_pieces
 from satcheck.masks import mask_warning
+from satcheck.pairs import Pair
 from satcheck.windows import window_grid, with_halo
 
 PROB_NODATA = 255
