@@ -19,7 +19,8 @@ from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 
 from satcheck.atomic import atomic_path
-from satcheck.synth.scene import CONSTRUCTION, ScenePair, make_pair, raster, to_dn
+from satcheck.synth.layout import CONSTRUCTION
+from satcheck.synth.scene import ScenePair, make_pair, raster, to_dn
 from satcheck.windows import window_grid
 
 BAND_NAMES = ("red", "green", "blue", "nir")
