@@ -262,3 +262,21 @@ def test_training_can_start_from_earlier_weights(tmp_path):
     r = CliRunner().invoke(app, ["train", "--config", recipe("bad.yaml", init=str(tmp_path / "wide.pt")),
                                  "--out", str(tmp_path / "bad.pt")])
     assert r.exit_code != 0 and "cannot start a recipe" in r.output and not (tmp_path / "bad.pt").exists()
+
+
+def test_a_second_stage_keeps_what_each_stage_was_trained_on():
+    from satcheck.model.train import _with_init
+
+    naip = "all dates (no-change pairs, pasted objects)"
+    first = {"trained_on": {"levir_cd_scenes": {"names": ["test_1", "test_3"]}, "naip_series": {"names": naip},
+                            "synthetic": {"scenes": 240, "seed": 57}, "dsifn_samples": {"names": "all"}},
+             "train_config": {"steps": 1200, "seed": 57}, "pixel_size_m": [0.31, 10.0]}
+    second = {"levir_cd_scenes": {"names": ["test_5", "test_1"]}, "naip_series": {"names": naip},
+              "synthetic": {"scenes": 240, "seed": 77}, "dsifn_samples": {"names": ["0_2"]},
+              "pixel_size_m": [0.5, 5.0]}
+    merged = _with_init(second, first, "/weights/lh_s57.pt")
+    assert merged["levir_cd_scenes"]["names"] == ["test_1", "test_3", "test_5"]
+    assert merged["naip_series"]["names"] == naip  # a description, not its letters
+    assert "names" not in merged["synthetic"] and merged["dsifn_samples"]["names"] == "all"
+    assert merged["initialised_from"] == {"file": "lh_s57.pt", "steps": 1200, "seed": 57}
+    assert merged["pixel_size_m"] == [0.31, 10.0]

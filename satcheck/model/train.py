@@ -173,18 +173,25 @@ def _initial_state(cfg: TrainConfig) -> tuple[dict, dict] | None:
     return model.state_dict(), meta
 
 
+def _union_names(a, b):
+    """Images named in either stage's manifest entry. An entry's names are a list, "all", or a description of what
+    was drawn (NAIP): the union is taken of lists only, so a description is never split into its letters."""
+    if "all" in (a, b):
+        return "all"
+    if isinstance(a, list) and isinstance(b, list):
+        return sorted(set(a) | set(b))
+    return b if b is not None else a
+
+
 def _with_init(manifest: dict, meta: dict, init: str) -> dict:
     merged = dict(manifest)
     for name, entry in meta.get("trained_on", {}).items():
         if name not in merged:
             merged[name] = entry
         elif isinstance(entry, dict) and isinstance(merged[name], dict):
-            a, b = entry.get("names"), merged[name].get("names")
-            if "all" in (a, b):
-                names = "all"
-            else:
-                names = sorted(set(a or []) | set(b or []))
-            merged[name] = {**merged[name], "names": names}
+            names = _union_names(entry.get("names"), merged[name].get("names"))
+            if names is not None:
+                merged[name] = {**merged[name], "names": names}
     merged["initialised_from"] = {"file": Path(init).name, "steps": meta.get("train_config", {}).get("steps"),
                                   "seed": meta.get("train_config", {}).get("seed")}
     lo_hi = [r for r in (manifest.get("pixel_size_m"), meta.get("pixel_size_m")) if r]
