@@ -217,3 +217,29 @@ def test_the_mosaic_reads_overviews_fine_enough_for_it(tmp_path, monkeypatch):
     assert {"overview_level": 1} in opened
     both = plain.ok & fast.ok
     assert (plain.ok == fast.ok).mean() > 0.99 and np.abs(plain.rgb[:, both] - fast.rgb[:, both]).mean() < 0.002
+
+
+def test_the_mosaic_of_a_tile_without_overviews_leaves_its_nodata_out(tmp_path):
+    """Averaged at the locators' scale as it is decoded, a tile's nodata neither darkens the pixels beside it nor
+    counts as imagery; the same tile read once through a warp of its full resolution gives the same mosaic."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from satcheck.report.draw import read_rgb
+    from satcheck.report.locator import plan_mosaics, read_mosaic
+
+    t = from_origin(*ORIGIN, 1.0, 1.0)
+    dn = np.full((3, 1024, 1024), 200, np.uint8)
+    dn[:, :, 600:] = 0  # nodata east of 600 m
+    a = open_tile(write(tmp_path / "a.tif", dn, t))
+    (win, _), = plan_mosaics([box(ORIGIN[0] + 500, ORIGIN[1] - 520, ORIGIN[0] + 520, ORIGIN[1] - 500)])
+    mosaic = read_mosaic(win, [a], a.crs)
+    inv = ~mosaic.transform
+    (west, north), (edge, south) = inv * ORIGIN, inv * (ORIGIN[0] + 600, ORIGIN[1] - 1024)
+    ok = mosaic.ok[int(north) + 2:int(south) - 1]  # the tile's rows
+    assert ok[:, int(west) + 2:int(edge) - 1].all() and not ok[:, int(edge) + 2:].any()
+    assert np.allclose(mosaic.rgb[:, mosaic.ok], 200 / 255, atol=1e-3)  # no pixel darkened by the nodata
+    with rasterio.open(a.path) as src:
+        assert src.overviews(1) == []
+    warped = read_rgb([a], a.crs, mosaic.transform, *mosaic.ok.shape[::-1], Resampling.average)
+    assert (warped[1] == mosaic.ok).mean() > 0.99

@@ -9,9 +9,11 @@ import numpy as np
 import rasterio
 from PIL import Image, ImageDraw, ImageFont
 from rasterio.enums import Resampling
-from rasterio.transform import array_bounds
+from rasterio.io import MemoryFile
+from rasterio.transform import Affine, array_bounds
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window, from_bounds
 
 from satcheck.atomic import atomic_path
 from satcheck.masks import dn_scale
@@ -41,10 +43,10 @@ def read_rgb(tiles: list[TileInfo], crs, transform, width: int, height: int,
             left, bottom, right, top = transform_bounds(t.crs, crs, *t.bounds, densify_pts=21)
             if left >= east or right <= west or bottom >= north or top <= south:
                 continue  # a warp of a tile that misses the grid reads blocks and gives nothing
-            src = stack.enter_context(_open(t, overview_m))
+            bands = t.band_indexes[:3] if t.count >= 3 else t.band_indexes[:1] * 3
+            src, bands = stack.enter_context(_open(t, bands, overview_m, (west, south, east, north), crs))
             vrt = stack.enter_context(WarpedVRT(src, crs=crs, transform=transform, width=width, height=height,
                                                 resampling=resampling))
-            bands = t.band_indexes[:3] if t.count >= 3 else t.band_indexes[:1] * 3
             data = vrt.read(bands).astype(np.float32)
             m = (vrt.read_masks(1) > 0) & ~ok & np.isfinite(data).all(axis=0)  # NaN of a float tile: nodata
             if not m.any():
@@ -54,15 +56,50 @@ def read_rgb(tiles: list[TileInfo], crs, transform, width: int, height: int,
     return rgb, ok
 
 
-def _open(t: TileInfo, overview_m: float | None):
-    """The tile, or its coarsest overview whose pixels are at most ``overview_m``: an average of a coarse grid then
-    decodes a fraction of the tile."""
+@contextlib.contextmanager
+def _open(t: TileInfo, bands: list[int], overview_m: float | None, grid_bounds, grid_crs):
+    """The tile (and the band numbers to read in it), or a coarser version with pixels of at most ``overview_m``
+    over ``grid_bounds``: an average onto a coarse grid then warps a fraction of the tile's pixels. The tile's own
+    coarsest overview fine enough is used where it has one; else its pixels are averaged to the grid's size here."""
     if overview_m is None:
-        return rasterio.open(t.path)
+        with rasterio.open(t.path) as src:
+            yield src, bands
+        return
     with rasterio.open(t.path) as src:
         factors = src.overviews(t.band_indexes[0])
-    level = max((i for i, f in enumerate(factors) if t.pixel_m * f <= overview_m), default=None)
-    return rasterio.open(t.path) if level is None else rasterio.open(t.path, overview_level=level)
+        level = max((i for i, f in enumerate(factors) if t.pixel_m * f <= overview_m), default=None)
+        if level is None and overview_m >= 2 * t.pixel_m:
+            bounds = transform_bounds(grid_crs, t.crs, *grid_bounds, densify_pts=21)
+            with _averaged(src, bands, overview_m / t.pixel_m, bounds) as coarse:
+                yield coarse, list(range(1, len(bands) + 1))
+            return
+    with rasterio.open(t.path, **({} if level is None else {"overview_level": level})) as src:
+        yield src, bands
+
+
+@contextlib.contextmanager
+def _averaged(src, bands: list[int], factor: float, bounds):
+    """``bands`` of ``src`` over ``bounds`` (its CRS) averaged onto pixels ``factor`` times its own, as an in-memory
+    float32 dataset with NaN where no valid pixel fell: what an average overview of the tile at the grid's pixel
+    size would give. GDAL's decimating read averages as it decodes, so the average warp that follows has pixels of
+    the grid's size to read instead of the full resolution (a 4096² 1 m tile's mosaic: 2.7 s -> 2.0 s)."""
+    pad = factor  # one coarse pixel around the grid, for the warp's edge
+    whole = Window(0, 0, src.width, src.height)
+    w = from_bounds(*bounds, transform=src.transform)
+    w = Window(w.col_off - pad, w.row_off - pad, w.width + 2 * pad, w.height + 2 * pad).intersection(whole)
+    shape = (max(1, round(w.width / factor)), max(1, round(w.height / factor)))  # (cols, rows)
+    data = src.read(bands, window=w, out_shape=(len(bands), shape[1], shape[0]), out_dtype="float32",
+                    resampling=Resampling.average)
+    ok = src.read_masks(bands[0], window=w, out_shape=(shape[1], shape[0]), resampling=Resampling.average) > 0
+    data[:, ~ok] = np.nan
+    transform = src.window_transform(w) * Affine.scale(w.width / shape[0], w.height / shape[1])
+    profile = {"driver": "GTiff", "width": shape[0], "height": shape[1], "count": len(bands), "dtype": "float32",
+               "crs": src.crs, "transform": transform, "nodata": float("nan")}
+    with MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(data)
+        with mem.open() as coarse:  # read-only, as a warp's source must be
+            yield coarse
 
 
 def stretch_pair(a: np.ndarray, b: np.ndarray, ok_a: np.ndarray, ok_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
