@@ -93,3 +93,31 @@ def test_each_source_says_what_its_labels_speak_of():
     s = ExampleSampler({"levir": (1.0, [levir])}, crop=64, seed=1)
     *_, g = s.batch(4)
     assert (g == 1).all()  # SUPERVISES.index("building")
+
+
+def test_a_source_zoomed_out_shows_the_network_coarser_pixels():
+    """A recipe's ``zoom`` below 1 shrinks a source's objects in its crops (0.5 m LEVIR-CD seen as 2 m pixels), and
+    the weights' pixel range says so; a zoom outside 0.1..4 is refused."""
+    from pydantic import ValidationError
+    from scipy import ndimage
+
+    from satcheck.model.data import pixel_range
+    from satcheck.model.train import FolderSource
+
+    h = w = 512
+    label = np.zeros((h, w), np.uint8)
+    for r in range(0, h, 48):
+        for c in range(0, w, 48):
+            label[r + 8:r + 20, c + 8:c + 20] = 1  # 12 px houses every 48 px
+    img = np.random.default_rng(0).random((3, h, w), np.float32)
+    pair = Example(img, img, label, np.zeros_like(label), 0.5, "building")
+    houses = {}
+    for zoom in ((1.0, 1.0), (0.25, 0.25)):
+        s = ExampleSampler({"levir": (1.0, [pair])}, crop=64, seed=1, zooms={"levir": zoom})
+        _, _, y, _, _ = s.batch(6)
+        houses[zoom[0]] = np.mean([ndimage.label(crop == 1)[1] for crop in y])
+    assert houses[1.0] <= 4 and houses[0.25] >= 12  # a crop of 64 px holds 256 px of the scene at 0.25
+    assert pixel_range({"folder:levir_cd_scenes": [0.5]}, {"folder:levir_cd_scenes": (0.25, 1.6)}) == [0.31, 2.0]
+    assert pixel_range({"oscd": [10.0]}, {"oscd": (0.25, 1.6)}) == [5.0, 10.0]  # 10 m is never made coarser
+    with pytest.raises(ValidationError, match="0.1 <= low <= high <= 4"):
+        FolderSource(path="x", zoom=(2.0, 1.0))

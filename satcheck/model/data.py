@@ -47,10 +47,17 @@ NAIP_M = 5.0  # the NAIP series of ../shared/data is resampled to 5 m
 OSCD_M = 10.0
 
 
-def pixel_range(sizes: dict[str, list[float]]) -> list[float]:
+def source_zoom(name: str, zooms: dict[str, tuple[float, float]] | None = None) -> tuple[float, float]:
+    """The range a source's crops are zoomed by: its recipe's, else :data:`ZOOM` (10 m OSCD: :data:`COARSE_ZOOM`)."""
+    if name == "oscd":
+        return COARSE_ZOOM
+    return tuple((zooms or {}).get(name) or ZOOM)
+
+
+def pixel_range(sizes: dict[str, list[float]], zooms: dict[str, tuple[float, float]] | None = None) -> list[float]:
     """Pixel sizes (m) the network sees in training: each source's pixel sizes (by source name) over its zoom."""
-    lo = [g / (COARSE_ZOOM if name == "oscd" else ZOOM)[1] for name, gs in sizes.items() for g in gs]
-    hi = [g / (COARSE_ZOOM if name == "oscd" else ZOOM)[0] for name, gs in sizes.items() for g in gs]
+    lo = [g / source_zoom(name, zooms)[1] for name, gs in sizes.items() for g in gs]
+    hi = [g / source_zoom(name, zooms)[0] for name, gs in sizes.items() for g in gs]
     return [round(min(lo), 2), round(max(hi), 2)]
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from satcheck.errors import DatasetError
-from satcheck.model.data import BUILDING, COARSE_ZOOM, IGNORE, SUPERVISES, ZOOM, Example
+from satcheck.model.data import BUILDING, COARSE_ZOOM, IGNORE, SUPERVISES, Example, source_zoom
 from satcheck.model.runtime import to_input
 from satcheck.radiometry import normalise_pair
 
@@ -28,7 +28,8 @@ class ExampleSampler:
 
     def __init__(self, sources: dict[str, tuple[float, list]], crop: int, seed: int,
                  paste_objects: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
-                 paste_real: float = 0.0, normalise: str = "histogram"):
+                 paste_real: float = 0.0, normalise: str = "histogram",
+                 zooms: dict[str, tuple[float, float]] | None = None):
         self.names = [k for k, (w, items) in sources.items() if items and w > 0]
         weights = np.asarray([sources[k][0] for k in self.names], float)
         self.p = weights / weights.sum()
@@ -38,6 +39,7 @@ class ExampleSampler:
         self.paste = paste_objects or []
         self.paste_real = paste_real
         self.normalise = normalise
+        self.zooms = {k: source_zoom(k, zooms) for k in self.names}
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Before, after (n, 5, crop, crop), label, change class (n, crop, crop) and what each label speaks
@@ -61,7 +63,7 @@ class ExampleSampler:
         else:
             items = self.sources[src]
             ex = items[rng.integers(len(items))]
-        scale = float(np.exp(rng.uniform(*np.log(ZOOM))))
+        scale = float(np.exp(rng.uniform(*np.log(self.zooms[src]))))
         if src == "oscd":
             scale = float(rng.uniform(*COARSE_ZOOM))
         b, a, y, c = self._crop(ex, scale)
