@@ -243,3 +243,32 @@ def test_the_mosaic_of_a_tile_without_overviews_leaves_its_nodata_out(tmp_path):
         assert src.overviews(1) == []
     warped = read_rgb([a], a.crs, mosaic.transform, *mosaic.ok.shape[::-1], Resampling.average)
     assert (warped[1] == mosaic.ok).mean() > 0.99
+
+
+def test_a_chip_inside_its_tile_is_read_without_a_warp_and_gives_the_warps_pixels(tmp_path, monkeypatch):
+    """A chip's grid in the tile's CRS and inside it is a windowed read: the same pixels as a warp; a chip over the
+    tile's edge is still warped."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from satcheck.report import draw
+
+    b, a = _tiles(tmp_path, 1.0, 512)
+    inside, edge = from_origin(ORIGIN[0] + 100.3, ORIGIN[1] - 80.6, 0.7, 0.7), from_origin(ORIGIN[0] + 400,
+                                                                                       ORIGIN[1] - 80, 0.7, 0.7)
+    fast = draw.read_rgb([a], a.crs, inside, 256, 256)
+    warps = []
+    plain = draw.WarpedVRT
+
+    def spy(*args, **kw):
+        warps.append(kw["transform"])
+        return plain(*args, **kw)
+
+    monkeypatch.setattr(draw, "WarpedVRT", spy)
+    assert draw.read_rgb([a], a.crs, edge, 256, 256)[1][:, :100].all() and warps == [edge]
+
+    with rasterio.open(a.path) as src, plain(src, crs=a.crs, transform=inside, width=256, height=256,
+                                             resampling=Resampling.bilinear) as vrt:
+        want = vrt.read([1, 2, 3]).astype(np.float32) / 255
+    diff = np.abs(fast[0] - want)
+    assert fast[1].all() and diff.max() <= 1 / 255 + 1e-6 and diff.mean() < 1e-3  # a rounding of 1 DN at most

@@ -45,15 +45,35 @@ def read_rgb(tiles: list[TileInfo], crs, transform, width: int, height: int,
                 continue  # a warp of a tile that misses the grid reads blocks and gives nothing
             bands = t.band_indexes[:3] if t.count >= 3 else t.band_indexes[:1] * 3
             src, bands = stack.enter_context(_open(t, bands, overview_m, (west, south, east, north), crs))
-            vrt = stack.enter_context(WarpedVRT(src, crs=crs, transform=transform, width=width, height=height,
-                                                resampling=resampling))
-            data = vrt.read(bands).astype(np.float32)
-            m = (vrt.read_masks(1) > 0) & ~ok & np.isfinite(data).all(axis=0)  # NaN of a float tile: nodata
+            data, valid = _read_onto(src, bands, crs, transform, width, height, resampling)
+            m = valid & ~ok & np.isfinite(data).all(axis=0)  # NaN of a float tile: nodata
             if not m.any():
                 continue
             rgb[:, m] = data[:, m] / dn_scale(t.dtype, data[:, m])
             ok |= m
     return rgb, ok
+
+
+def _read_onto(src, bands: list[int], crs, transform, width: int, height: int,
+               resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
+    """``bands`` of ``src`` on the grid as float32, and where they are valid. A grid in the tile's CRS, both north
+    up, and wholly inside the tile (a chip, mostly) is a resampled windowed read, several times faster than a warp
+    (40 chips of 256² from a 1 m tile: 137 -> 30 ms each); any other grid is warped."""
+    st = src.transform
+    west, south, east, north = array_bounds(height, width, transform)
+    b = src.bounds
+    tol = 1e-6 * max(abs(transform.a), abs(st.a))
+    if (src.crs == crs and st.b == st.d == transform.b == transform.d == 0 and st.e < 0 < st.a
+            and transform.e < 0 < transform.a and west >= b.left - tol and east <= b.right + tol
+            and south >= b.bottom - tol and north <= b.top + tol):
+        w = from_bounds(west, south, east, north, transform=st)
+        data = src.read(bands, window=w, out_shape=(len(bands), height, width), out_dtype="float32",
+                        resampling=resampling)
+        mask = src.read_masks(bands[0], window=w, out_shape=(height, width),
+                              resampling=Resampling.average if resampling == Resampling.average else Resampling.nearest)
+        return data, mask > 0
+    with WarpedVRT(src, crs=crs, transform=transform, width=width, height=height, resampling=resampling) as vrt:
+        return vrt.read(bands).astype(np.float32), vrt.read_masks(1) > 0
 
 
 @contextlib.contextmanager
