@@ -272,3 +272,22 @@ def test_a_chip_inside_its_tile_is_read_without_a_warp_and_gives_the_warps_pixel
         want = vrt.read([1, 2, 3]).astype(np.float32) / 255
     diff = np.abs(fast[0] - want)
     assert fast[1].all() and diff.max() <= 1 / 255 + 1e-6 and diff.mean() < 1e-3  # a rounding of 1 DN at most
+
+
+def test_tiles_held_open_are_opened_once_per_thread_and_closed_together(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from satcheck.report.draw import TileHandles, read_rgb
+
+    b, a = _tiles(tmp_path, 1.0, 512)
+    grids = [from_origin(ORIGIN[0] + 50 + 30 * i, ORIGIN[1] - 60, 0.8, 0.8) for i in range(6)]
+    alone = [read_rgb([b, a], a.crs, g, 128, 128) for g in grids]
+    with TileHandles() as handles:
+        with ThreadPoolExecutor(2) as pool:
+            held = list(pool.map(lambda g: read_rgb([b, a], a.crs, g, 128, 128, handles=handles), grids))
+        opened = list(handles._all)
+        assert 1 <= len(opened) <= 2 and len({id(s) for s in opened}) == len(opened)  # b.tif once per thread
+        assert not any(s.closed for s in opened)
+    assert all(s.closed for s in opened)
+    for (rgb, ok), (rgb2, ok2) in zip(alone, held):
+        assert (ok == ok2).all() and np.array_equal(rgb, rgb2)

@@ -14,7 +14,7 @@ from rasterio.transform import from_origin
 from satcheck.config import CleanupConfig
 from satcheck.detect.excavation import RING_M, dig_evidence
 from satcheck.pairs import Pair, earlier_tiles
-from satcheck.report.draw import read_rgb
+from satcheck.report.draw import TileHandles, read_rgb
 
 MAX_SIDE_PX = 1024  # a large change is judged on a coarser grid: the measures are means, so this bounds memory
 
@@ -31,22 +31,25 @@ def drop_field_changes(changes: gpd.GeoDataFrame, pairs: list[Pair], cfg: Cleanu
     befores = earlier_tiles(pairs)
     afters = [p.after for p in pairs]
     pixel_m = min(a.pixel_m for a in afters)
-    drop = []
-    for i in dug:
-        geom = changes.geometry.loc[i]
-        minx, miny, maxx, maxy = geom.buffer(RING_M + 2 * pixel_m).bounds
-        res = max(pixel_m, (maxx - minx) / MAX_SIDE_PX, (maxy - miny) / MAX_SIDE_PX)
-        w, h = max(1, int(np.ceil((maxx - minx) / res))), max(1, int(np.ceil((maxy - miny) / res)))
-        transform = from_origin(minx, maxy, res, res)
-        b, ok_b = read_rgb(befores, changes.crs, transform, w, h)
-        a, ok_a = read_rgb(afters, changes.crs, transform, w, h)
-        inside = ~geometry_mask([geom], (h, w), transform)
-        ring = ~geometry_mask([geom.buffer(RING_M)], (h, w), transform) & ~inside
-        evidence = dig_evidence(b, a, ok_b & ok_a, inside, ring)
-        if evidence.is_field_change(cfg.excavation_min_contrast, cfg.excavation_max_old_outline):
-            drop.append(i)
+    with TileHandles() as handles:  # excavations lie close together (a pit and its spoil): blocks read once
+        drop = [i for i in dug
+                if _is_field_change(changes.geometry.loc[i], changes.crs, befores, afters, pixel_m, cfg, handles)]
     if not drop:
         return changes
     kept = changes.drop(index=drop).reset_index(drop=True)
     kept["change_id"] = np.arange(1, len(kept) + 1)  # numbered 1..n, as merge_pieces numbers them
     return kept
+
+
+def _is_field_change(geom, crs, befores, afters, pixel_m: float, cfg: CleanupConfig, handles: TileHandles) -> bool:
+    """Whether the change ``geom`` typed excavation is a field or pond changing as a whole, read around it."""
+    minx, miny, maxx, maxy = geom.buffer(RING_M + 2 * pixel_m).bounds
+    res = max(pixel_m, (maxx - minx) / MAX_SIDE_PX, (maxy - miny) / MAX_SIDE_PX)
+    w, h = max(1, int(np.ceil((maxx - minx) / res))), max(1, int(np.ceil((maxy - miny) / res)))
+    transform = from_origin(minx, maxy, res, res)
+    b, ok_b = read_rgb(befores, crs, transform, w, h, handles=handles)
+    a, ok_a = read_rgb(afters, crs, transform, w, h, handles=handles)
+    inside = ~geometry_mask([geom], (h, w), transform)
+    ring = ~geometry_mask([geom.buffer(RING_M)], (h, w), transform) & ~inside
+    evidence = dig_evidence(b, a, ok_b & ok_a, inside, ring)
+    return evidence.is_field_change(cfg.excavation_min_contrast, cfg.excavation_max_old_outline)

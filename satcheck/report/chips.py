@@ -21,7 +21,16 @@ from PIL import Image, ImageDraw
 from rasterio.transform import from_origin
 
 from satcheck.report.context import CHIP_LAYERS, LAYER_STYLE, build_indexes, outlines, text
-from satcheck.report.draw import draw_outline, draw_scale_bar, font, pixel_bounds, read_rgb, save_png, stretch_pair
+from satcheck.report.draw import (
+    TileHandles,
+    draw_outline,
+    draw_scale_bar,
+    font,
+    pixel_bounds,
+    read_rgb,
+    save_png,
+    stretch_pair,
+)
 from satcheck.report.locator import plan_mosaics, read_mosaic, write_locator
 from satcheck.tiles import TileInfo
 
@@ -83,11 +92,13 @@ def chip_grid(geom, pixel_m: float, min_side_m: float, chip_px: int, margin_m: f
 
 
 def write_chips(patch, geom, crs, befores: list[TileInfo], afters: list[TileInfo], folder: Path,
-                pixel_m: float, min_side_m: float = 80.0, chip_px: int = 256, layers=None) -> ChipPaths:
-    """``layers``: rule layers (a RuleLayers or a dict of GeoDataFrames in ``crs``) outlined around the patch."""
+                pixel_m: float, min_side_m: float = 80.0, chip_px: int = 256, layers=None,
+                handles: TileHandles | None = None) -> ChipPaths:
+    """``layers``: rule layers (a RuleLayers or a dict of GeoDataFrames in ``crs``) outlined around the patch.
+    ``handles``: the tiles held open across patches."""
     transform, n, res = chip_grid(geom, pixel_m, min_side_m, chip_px)
-    b, ok_b = read_rgb(befores, crs, transform, n, n)
-    a, ok_a = read_rgb(afters, crs, transform, n, n)
+    b, ok_b = read_rgb(befores, crs, transform, n, n, handles=handles)
+    a, ok_a = read_rgb(afters, crs, transform, n, n, handles=handles)
     ib, ia = stretch_pair(b, a, ok_b, ok_a)
     bounds = (transform.c, transform.f - n * res, transform.c + n * res, transform.f)
     found = outlines(layers, bounds, CHIP_LAYERS)
@@ -121,22 +132,23 @@ def write_patch_images(patches, befores: list[TileInfo], afters: list[TileInfo],
 
     def chips(r) -> ChipPaths:
         return write_chips(r["patch_id"], r.geometry, crs, befores, afters, folder, pixel_m, min_side_m, chip_px,
-                           layers=rules)
+                           layers=rules, handles=handles)
 
     def locator(r, mosaic) -> Path:
         return write_locator(r.geometry, folder / f"{r['patch_id']}_locator.png", afters, crs, rules,
-                             _admin_label(r), mosaic=mosaic)
+                             _admin_label(r), mosaic=mosaic, handles=handles)
 
     build_indexes(rules)
     # Patches are drawn in threads, one per core: GDAL warps and Pillow encodes with the GIL released. The locators
     # of a block of patches are cut from one mosaic of the later imagery (satcheck.report.locator), read here while
     # the threads draw the block's chips, and dropped once the block is drawn: one mosaic at most is held.
+    handles = TileHandles()
     pool = ThreadPoolExecutor(max(1, min(MAX_THREADS, cores(), total)), thread_name_prefix="satcheck-chips")
     try:
         for win, members in plan_mosaics([r.geometry for r in rows]):
             todo = [rows[i] for i in members]
             drawn = [pool.submit(chips, r) for r in todo]
-            mosaic = read_mosaic(win, afters, crs) if win is not None else None
+            mosaic = read_mosaic(win, afters, crs, handles=handles) if win is not None else None
             located = [pool.submit(locator, r, mosaic) for r in todo]
             for r, c, loc in zip(todo, drawn, located):
                 c = c.result()
@@ -146,6 +158,7 @@ def write_patch_images(patches, befores: list[TileInfo], afters: list[TileInfo],
             del mosaic, located
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # after an error, the patches not begun are not drawn
+        handles.close()
     return {r["patch_id"]: done[r["patch_id"]] for r in rows}
 
 

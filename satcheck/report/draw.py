@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,12 @@ PNG_LEVEL = 1
 
 def read_rgb(tiles: list[TileInfo], crs, transform, width: int, height: int,
              resampling: Resampling = Resampling.bilinear,
-             overview_m: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+             overview_m: float | None = None, handles: TileHandles | None = None) -> tuple[np.ndarray, np.ndarray]:
     """R, G, B of ``tiles`` warped onto a grid, scaled to about 0..1, and the valid mask.
 
     The first tile with valid pixels at a place gives them. ``overview_m``: a tile's overviews with pixels no
     larger than this are read instead of its full resolution (for a grid much coarser than the tiles).
+    ``handles``: tiles held open across calls (else each call opens and closes them).
     """
     rgb = np.zeros((3, height, width), np.float32)
     ok = np.zeros((height, width), bool)
@@ -44,7 +46,7 @@ def read_rgb(tiles: list[TileInfo], crs, transform, width: int, height: int,
             if left >= east or right <= west or bottom >= north or top <= south:
                 continue  # a warp of a tile that misses the grid reads blocks and gives nothing
             bands = t.band_indexes[:3] if t.count >= 3 else t.band_indexes[:1] * 3
-            src, bands = stack.enter_context(_open(t, bands, overview_m, (west, south, east, north), crs))
+            src, bands = stack.enter_context(_open(t, bands, overview_m, (west, south, east, north), crs, handles))
             data, valid = _read_onto(src, bands, crs, transform, width, height, resampling)
             m = valid & ~ok & np.isfinite(data).all(axis=0)  # NaN of a float tile: nodata
             if not m.any():
@@ -76,24 +78,70 @@ def _read_onto(src, bands: list[int], crs, transform, width: int, height: int,
         return vrt.read(bands).astype(np.float32), vrt.read_masks(1) > 0
 
 
+class TileHandles:
+    """Tiles held open for many reads, one handle per file and thread (a rasterio dataset is not to be shared
+    between threads). A read then neither opens the file again nor decodes again the blocks that a read before it
+    decoded: closing a dataset empties GDAL's cache of its blocks, and the chips of neighbouring patches, their
+    locators and the excavation check read the same blocks."""
+
+    def __init__(self):
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list = []
+
+    def open(self, path, overview_level: int | None = None):
+        held = self._local.__dict__.setdefault("held", {})
+        key = (str(path), overview_level)
+        if key not in held:
+            src = rasterio.open(path, **({} if overview_level is None else {"overview_level": overview_level}))
+            held[key] = src
+            with self._lock:
+                self._all.append(src)
+        return held[key]
+
+    def close(self) -> None:
+        with self._lock:
+            for src in self._all:
+                src.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> TileHandles:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _dataset(path, handles: TileHandles | None, overview_level: int | None = None):
+    """A context giving the open dataset: held open by ``handles`` past it, else closed with it."""
+    if handles is not None:
+        return contextlib.nullcontext(handles.open(path, overview_level))
+    return rasterio.open(path, **({} if overview_level is None else {"overview_level": overview_level}))
+
+
 @contextlib.contextmanager
-def _open(t: TileInfo, bands: list[int], overview_m: float | None, grid_bounds, grid_crs):
+def _open(t: TileInfo, bands: list[int], overview_m: float | None, grid_bounds, grid_crs,
+          handles: TileHandles | None = None):
     """The tile (and the band numbers to read in it), or a coarser version with pixels of at most ``overview_m``
     over ``grid_bounds``: an average onto a coarse grid then warps a fraction of the tile's pixels. The tile's own
     coarsest overview fine enough is used where it has one; else its pixels are averaged to the grid's size here."""
-    if overview_m is None:
-        with rasterio.open(t.path) as src:
+    level = None
+    with _dataset(t.path, handles) as src:
+        if overview_m is None:
             yield src, bands
-        return
-    with rasterio.open(t.path) as src:
+            return
         factors = src.overviews(t.band_indexes[0])
         level = max((i for i, f in enumerate(factors) if t.pixel_m * f <= overview_m), default=None)
-        if level is None and overview_m >= 2 * t.pixel_m:
-            bounds = transform_bounds(grid_crs, t.crs, *grid_bounds, densify_pts=21)
-            with _averaged(src, bands, overview_m / t.pixel_m, bounds) as coarse:
-                yield coarse, list(range(1, len(bands) + 1))
+        if level is None:
+            if overview_m >= 2 * t.pixel_m:
+                bounds = transform_bounds(grid_crs, t.crs, *grid_bounds, densify_pts=21)
+                with _averaged(src, bands, overview_m / t.pixel_m, bounds) as coarse:
+                    yield coarse, list(range(1, len(bands) + 1))
+            else:
+                yield src, bands
             return
-    with rasterio.open(t.path, **({} if level is None else {"overview_level": level})) as src:
+    with _dataset(t.path, handles, level) as src:
         yield src, bands
 
 

@@ -22,7 +22,16 @@ from rasterio.windows import Window, union
 from rasterio.windows import transform as window_transform
 
 from satcheck.report.context import LOCATOR_RADIUS_M, admin_at
-from satcheck.report.draw import draw_outline, draw_scale_bar, font, pixel_bounds, read_rgb, save_png, stretch_pair
+from satcheck.report.draw import (
+    TileHandles,
+    draw_outline,
+    draw_scale_bar,
+    font,
+    pixel_bounds,
+    read_rgb,
+    save_png,
+    stretch_pair,
+)
 from satcheck.tiles import TileInfo
 
 LOCATOR_PX = 256
@@ -121,15 +130,17 @@ def _dense(members: list[tuple[int, Window]], col: int, row: int, side: int, px:
 
 
 def read_mosaic(win: Window, afters: list[TileInfo], crs, radius_m: float = LOCATOR_RADIUS_M,
-                px: int = LOCATOR_PX) -> Mosaic:
+                px: int = LOCATOR_PX, handles: TileHandles | None = None) -> Mosaic:
     """The later tiles averaged onto lattice window ``win`` (overviews read where they are fine enough)."""
     t = window_transform(win, lattice(radius_m, px))
-    rgb, ok = read_rgb(afters, crs, t, int(win.width), int(win.height), Resampling.average, overview_m=t.a)
+    rgb, ok = read_rgb(afters, crs, t, int(win.width), int(win.height), Resampling.average, overview_m=t.a,
+                       handles=handles)
     return Mosaic(win, t, rgb, ok)
 
 
 def write_locator(geom, path: Path, afters: list[TileInfo], crs, rules=None, label: str | None = None,
-                  radius_m: float = LOCATOR_RADIUS_M, px: int = LOCATOR_PX, mosaic: Mosaic | None = None) -> Path:
+                  radius_m: float = LOCATOR_RADIUS_M, px: int = LOCATOR_PX, mosaic: Mosaic | None = None,
+                  handles: TileHandles | None = None) -> Path:
     """The patch within about 2 km of the later date; the admin unit (from ``rules``) is outlined and named, else
     ``label`` is written. Cut from ``mosaic`` where it holds the locator's square, else warped for this patch."""
     win = lattice_window(geom, radius_m, px) if mosaic is not None else None
@@ -140,7 +151,7 @@ def write_locator(geom, path: Path, afters: list[TileInfo], crs, rules=None, lab
     else:
         minx, miny, maxx, maxy = locator_window(geom, radius_m)
         t = from_origin(minx, maxy, (maxx - minx) / px, (maxx - minx) / px)
-        rgb, ok = read_rgb(afters, crs, t, px, px)
+        rgb, ok = read_rgb(afters, crs, t, px, px, handles=handles)
     res = t.a
     arr, _ = stretch_pair(rgb, rgb, ok, ok)
     img = Image.fromarray(arr)
