@@ -70,6 +70,22 @@ def test_a_few_steps_reduce_the_loss_of_each_output():
     assert last["change"] < 0.7 * first["change"] and last["type"] < 0.7 * first["type"]
 
 
+def test_the_weight_of_changed_pixels_is_the_recipes():
+    """``pos_weight`` scales the cross-entropy of changed pixels only: a recipe's lower weight makes a missed
+    change cost less and a false one the same."""
+    from satcheck.model.losses import loss_terms
+    from satcheck.model.train import TrainConfig
+
+    logits = torch.zeros(1, 3, 8, 8)
+    none = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    cls, g = torch.zeros_like(none), torch.zeros(1, dtype=torch.int64)
+    changed = (loss_terms(logits, none + 1, cls, g, 3.0)["change"], loss_terms(logits, none + 1, cls, g, 1.0)["change"])
+    same = (loss_terms(logits, none, cls, g, 3.0)["change"], loss_terms(logits, none, cls, g, 1.0)["change"])
+    dice = 1 - (2 * 0.5 * 64 + 1) / (0.5 * 64 + 64 + 1)  # every pixel changed, all at p = 0.5
+    assert torch.isclose(changed[0] - dice, 3 * (changed[1] - dice)) and torch.isclose(same[0], same[1])
+    assert TrainConfig(pos_weight=1.0).pos_weight == 1.0 and TrainConfig().pos_weight == 3.0
+
+
 @pytest.mark.parametrize("supervises, silent", [(1, (1, 2)), (2, (2,))])
 def test_a_source_leaves_the_classes_it_does_not_label_without_gradient(supervises, silent):
     """LEVIR-CD (buildings only) must not teach hardened ground or excavation; DSIFN/OSCD (construction) must

@@ -35,13 +35,14 @@ def supervised_logit(logits: torch.Tensor, supervises: torch.Tensor) -> torch.Te
 
 
 def loss_terms(logits: torch.Tensor, label: torch.Tensor, change_class: torch.Tensor,
-               supervises: torch.Tensor) -> dict[str, torch.Tensor]:
+               supervises: torch.Tensor, pos_weight: float = POS_WEIGHT) -> dict[str, torch.Tensor]:
     """``change`` (weighted BCE + Dice on the supervised logit) and ``type`` (the class of changed pixels
-    whose source says it)."""
+    whose source says it). ``pos_weight`` weighs changed pixels in the BCE: above 1 it buys recall with objects
+    drawn wider than they are."""
     valid = label != IGNORE
     y = (label == 1).float()
     z = supervised_logit(logits, supervises)
-    bce = F.binary_cross_entropy_with_logits(z, y, reduction="none", pos_weight=torch.tensor(POS_WEIGHT,
+    bce = F.binary_cross_entropy_with_logits(z, y, reduction="none", pos_weight=torch.tensor(pos_weight,
                                                                                              device=z.device))
     bce = (bce * valid).sum() / valid.sum().clamp(min=1)
     p = torch.sigmoid(z) * valid
@@ -56,6 +57,6 @@ def loss_terms(logits: torch.Tensor, label: torch.Tensor, change_class: torch.Te
 
 
 def training_loss(logits: torch.Tensor, label: torch.Tensor, change_class: torch.Tensor,
-                  supervises: torch.Tensor) -> torch.Tensor:
-    terms = loss_terms(logits, label, change_class, supervises)
+                  supervises: torch.Tensor, pos_weight: float = POS_WEIGHT) -> torch.Tensor:
+    terms = loss_terms(logits, label, change_class, supervises, pos_weight)
     return terms["change"] + 0.5 * terms["type"]

@@ -19,7 +19,7 @@ from satcheck.atomic import atomic_path
 from satcheck.config import _validate, load_yaml
 from satcheck.errors import DatasetError
 from satcheck.model.data import NAIP_M, folder_pool, naip_pool, oscd_pool, paste_objects, pixel_range, synthetic_pool
-from satcheck.model.losses import training_loss
+from satcheck.model.losses import POS_WEIGHT, training_loss
 from satcheck.model.network import ChangeNet, count_parameters, flops_per_megapixel
 from satcheck.model.sampling import BatchPrefetcher, ExampleSampler
 from satcheck.model.weights import save_weights
@@ -78,6 +78,8 @@ class TrainConfig(_Strict):
     crop_px: int = Field(192, ge=64)
     lr: float = Field(4e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
+    # Weight of changed pixels in the loss's cross-entropy (satcheck.model.losses.POS_WEIGHT unless set).
+    pos_weight: float = Field(POS_WEIGHT, gt=0)
     widths: tuple[int, int, int, int] = (16, 32, 64, 96)
     decoder: int = 32
     threads: int | None = None
@@ -234,7 +236,7 @@ def _train(cfg: TrainConfig, out: str | Path, log: Callable[[str], None], device
     model.train()
     for step in range(cfg.steps):
         b, a, y, c, g = (torch.from_numpy(x).to(device) for x in next_batch())
-        loss = training_loss(model(b, a), y, c, g)
+        loss = training_loss(model(b, a), y, c, g, cfg.pos_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
