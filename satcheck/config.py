@@ -125,6 +125,9 @@ class CleanupConfig(_Strict):
     excavation_max_old_outline: float = Field(
         0.6, ge=0, le=1, description="Changes typed excavation are dropped when more than this share of their "
         "outline lies on edges the earlier date already had (a field or pond changing as a whole).")
+    building_max_old_outline: float = Field(
+        1.0, ge=0, le=1, description="Changes typed building are dropped when more than this share of their outline "
+        "lies on edges the earlier date already had (a ploughed or harvested field taken for a roof); 1 turns it off.")
 
 
 class OutputConfig(_Strict):

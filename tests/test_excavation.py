@@ -99,3 +99,23 @@ def test_run_drops_dug_looking_fields_keeps_pits_and_construction(tmp_path):
     assert kept["change_id"].tolist() == [1, 2]
     off = CleanupConfig(excavation_min_contrast=0, excavation_max_old_outline=1)
     assert len(drop_field_changes(changes, pair_tiles([b], [a]), off)) == 3
+
+
+def test_a_ploughed_field_typed_building_is_dropped_where_configured(tmp_path):
+    """``cleanup.building_max_old_outline`` (off by default) drops a change typed building whose outline lies on
+    the earlier date's field edges, and keeps a roof built across a field, however dark."""
+    before = fields()
+    after = before.copy()
+    after[:, :78, :78] = np.asarray(SOIL, np.float32)[:, None, None]  # ploughed field taken for a roof
+    after[:, 100:130, 95:125] = 0.12  # a dark roof inside another field
+    t = from_origin(*ORIGIN, 1.0, 1.0)
+    b = open_tile(write(tmp_path / "b" / "S_20260901.tif", before, t))
+    a = open_tile(write(tmp_path / "a" / "S_20261001.tif", after, t))
+    x0, y0 = ORIGIN
+    at = lambda r0, r1, c0, c1: box(x0 + c0, y0 - r1, x0 + c1, y0 - r0)  # noqa: E731
+    changes = gpd.GeoDataFrame({"change_id": [1, 2], "change_type": ["building", "building"]},
+                               geometry=[at(0, 78, 0, 78), at(100, 130, 95, 125)], crs=CRS_4547)
+    pairs = pair_tiles([b], [a])
+    assert len(drop_field_changes(changes, pairs, CleanupConfig())) == 2
+    kept = drop_field_changes(changes, pairs, CleanupConfig(building_max_old_outline=0.6))
+    assert kept["change_id"].tolist() == [1] and kept.geometry.iloc[0].equals(changes.geometry.iloc[1])
