@@ -51,8 +51,9 @@ def chromium() -> str:
     return path
 
 
-def _wait(page, expression: str, timeout: float = 30) -> None:
-    """Wait until ``expression`` is true on the page (page.evaluate is not subject to the page's CSP)."""
+def _wait(page, expression: str, timeout: float = 90) -> None:
+    """Wait until ``expression`` is true on the page (page.evaluate is not subject to the page's CSP). The time is
+    a bound, not a measure: a machine busy with training took over 30 s to draw the history once."""
     end = time.monotonic() + timeout
     while not page.evaluate(expression):
         if time.monotonic() > end:
