@@ -59,7 +59,7 @@ def read_rgb(tiles: list[TileInfo], crs, transform, width: int, height: int,
 def _read_onto(src, bands: list[int], crs, transform, width: int, height: int,
                resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
     """``bands`` of ``src`` on the grid as float32, and where they are valid. A grid in the tile's CRS, both north
-    up, and wholly inside the tile (a chip, mostly) is a resampled windowed read, several times faster than a warp
+    up, and wholly inside the tile (a chip, mostly) is a resampled windowed read, about twice as fast as a warp
     (40 chips of 256² from a 1 m tile, two trainings on the cores: 137 -> 61 ms each); any other grid is warped."""
     st = src.transform
     west, south, east, north = array_bounds(height, width, transform)
@@ -126,7 +126,6 @@ def _open(t: TileInfo, bands: list[int], overview_m: float | None, grid_bounds, 
     """The tile (and the band numbers to read in it), or a coarser version with pixels of at most ``overview_m``
     over ``grid_bounds``: an average onto a coarse grid then warps a fraction of the tile's pixels. The tile's own
     coarsest overview fine enough is used where it has one; else its pixels are averaged to the grid's size here."""
-    level = None
     with _dataset(t.path, handles) as src:
         if overview_m is None:
             yield src, bands
