@@ -1,6 +1,6 @@
 """Patches on real farmland where nothing was built or dug: consecutive years of the NAIP series.
 
-    .venv/bin/python benchmarks/naip_farmland.py [--model PATH] [--no-dig-check] [--json]
+    .venv/bin/python benchmarks/naip_farmland.py [--model PATH] [--no-dig-check] [--set KEY=VALUE ...] [--json]
 
 Runs each pair of consecutive dates of ../shared/data/naip_series (North Dakota cropland at 5 m: harvest,
 ploughing, fallow fields, wetlands filling and drying, real co-registration offsets) with the whole frame as dry
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import rasterio
+import yaml
 from shapely.geometry import box
 
 from satcheck.batch.pipeline import detect_changes
@@ -37,15 +38,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="weights file (default: the shipped weights)")
     ap.add_argument("--no-dig-check", action="store_true", help="keep every change typed excavation")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a run-config setting, e.g. cleanup.building_max_old_outline=0.6 (repeatable)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    settings = {}
+    for item in a.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            sys.exit(f"--set {item}: write it as KEY=VALUE, e.g. cleanup.building_max_old_outline=0.6")
+        settings[key] = yaml.safe_load(value)
     files = sorted(SERIES.glob("*.tif"))
     if len(files) < 2:
         sys.exit(f"{SERIES}: the NAIP series is not there")
     cfg = RunConfig().with_overrides(**{
         "detect.model.weights": a.model, "output.probability_cog": False,
         "cleanup.excavation_min_contrast": 0 if a.no_dig_check else None,
-        "cleanup.excavation_max_old_outline": 1 if a.no_dig_check else None})
+        "cleanup.excavation_max_old_outline": 1 if a.no_dig_check else None, **settings})
     with rasterio.open(files[0]) as src:
         b, crs = src.bounds, src.crs
     frame = box(b.left - 100, b.bottom - 100, b.right + 100, b.top + 100)

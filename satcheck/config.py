@@ -280,7 +280,10 @@ class RunConfig(_Strict):
             node = data
             parts = key.split(".")
             for part in parts[:-1]:
-                node = node[part]
+                node = node.get(part) if isinstance(node, dict) else None
+                if node is None:
+                    raise ConfigError(f"command-line options: unknown key '{key}'; "
+                                      "see configs/default.yaml for the valid keys")
             node[parts[-1]] = value
         return _validate(RunConfig, data, "command-line options")
 

@@ -199,3 +199,9 @@ def test_band_order_from_the_config_reaches_the_model_input(tmp_path):
         with PairReader(pair, c) as r:
             reads.append(r.read(pair.window))
     assert np.array_equal(reads[0].after, reads[1].after) and np.array_equal(reads[0].before, reads[1].before)
+
+
+@pytest.mark.parametrize("key", ["cleanp.building_max_old_outline", "cleanup.no_such_key"])
+def test_override_of_an_unknown_key_names_it(key):
+    with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+        RunConfig().with_overrides(**{key: 0.6})
