@@ -1,6 +1,6 @@
 """Patches of a whole generated scene against what was planted in it: the scene of issue 17, item 3.
 
-    .venv/bin/python benchmarks/enforcement_scene.py SCENE [--model PATH] [--no-dig-check] [--json]
+    .venv/bin/python benchmarks/enforcement_scene.py SCENE [--model PATH] [--no-dig-check] [--set KEY=VALUE ...] [--json]
     .venv/bin/python -m satcheck.synth SCENE --size 6144 --gsd 2 --tiles 3 --seed 7    # the issue's scene, first
 
 Runs ``satcheck run SCENE/before SCENE/after --rules SCENE/rules`` (in a temporary folder) and prints: recall of
@@ -22,7 +22,7 @@ from pathlib import Path
 import geopandas as gpd
 
 from satcheck.batch.pipeline import detect_changes
-from satcheck.config import RunConfig
+from satcheck.config import RunConfig, parse_settings
 from satcheck.scoring import score_objects
 
 IOU = 0.3
@@ -77,12 +77,14 @@ def main() -> None:
     ap.add_argument("--no-dig-check", action="store_true",
                     help="keep every change typed excavation (cleanup.excavation_min_contrast 0, "
                          "excavation_max_old_outline 1)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a run-config setting, e.g. cleanup.building_max_old_outline=0.6 (repeatable)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     cfg = RunConfig().with_overrides(**{
         "detect.model.weights": a.model, "output.probability_cog": False,
         "cleanup.excavation_min_contrast": 0 if a.no_dig_check else None,
-        "cleanup.excavation_max_old_outline": 1 if a.no_dig_check else None})
+        "cleanup.excavation_max_old_outline": 1 if a.no_dig_check else None, **parse_settings(a.set)})
     out = score_scene(a.scene, cfg)
     print(json.dumps(out) if a.json else "\n".join(f"{k:40} {v}" for k, v in out.items()))
 

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import geopandas as gpd
 import rasterio
-import yaml
 from shapely.geometry import box
 
 from satcheck.batch.pipeline import detect_changes
-from satcheck.config import RunConfig
+from satcheck.config import RunConfig, parse_settings
 
 SERIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "naip_series"
 
@@ -42,19 +41,13 @@ def main() -> None:
                     help="a run-config setting, e.g. cleanup.building_max_old_outline=0.6 (repeatable)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    settings = {}
-    for item in a.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            sys.exit(f"--set {item}: write it as KEY=VALUE, e.g. cleanup.building_max_old_outline=0.6")
-        settings[key] = yaml.safe_load(value)
     files = sorted(SERIES.glob("*.tif"))
     if len(files) < 2:
         sys.exit(f"{SERIES}: the NAIP series is not there")
     cfg = RunConfig().with_overrides(**{
         "detect.model.weights": a.model, "output.probability_cog": False,
         "cleanup.excavation_min_contrast": 0 if a.no_dig_check else None,
-        "cleanup.excavation_max_old_outline": 1 if a.no_dig_check else None, **settings})
+        "cleanup.excavation_max_old_outline": 1 if a.no_dig_check else None, **parse_settings(a.set)})
     with rasterio.open(files[0]) as src:
         b, crs = src.bounds, src.crs
     frame = box(b.left - 100, b.bottom - 100, b.right + 100, b.top + 100)

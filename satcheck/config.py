@@ -288,6 +288,23 @@ class RunConfig(_Strict):
         return _validate(RunConfig, data, "command-line options")
 
 
+def parse_settings(items: list[str]) -> dict[str, object]:
+    """``["cleanup.building_max_old_outline=0.6", ...]`` as dotted keys for :meth:`RunConfig.with_overrides`.
+
+    Each value is read as YAML, so numbers, booleans and lists come out typed.
+    """
+    settings: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"setting '{item}': write it as KEY=VALUE, e.g. cleanup.building_max_old_outline=0.6")
+        try:
+            settings[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"setting '{item}': the value is not valid YAML") from None
+    return settings
+
+
 def _validate(model: type[BaseModel], data: object, source: str):
     try:
         return model.model_validate(data)

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from satcheck.config import RunConfig, load_config
+from satcheck.config import RunConfig, load_config, parse_settings
 from satcheck.errors import ConfigError, TileGeoreferenceError, TileReadError
 from satcheck.tiles import band_order_warning, date_from_name, find_tiles, inspect_tile, open_tile
 from tests.generate import square_pair, textured, write
@@ -205,3 +205,10 @@ def test_band_order_from_the_config_reaches_the_model_input(tmp_path):
 def test_override_of_an_unknown_key_names_it(key):
     with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
         RunConfig().with_overrides(**{key: 0.6})
+
+
+def test_settings_are_parsed_as_typed_values():
+    settings = parse_settings(["cleanup.building_max_old_outline=0.6", "bands.before=[3, 2, 1]", "masks.cloud=false"])
+    assert settings == {"cleanup.building_max_old_outline": 0.6, "bands.before": [3, 2, 1], "masks.cloud": False}
+    with pytest.raises(ConfigError, match="write it as KEY=VALUE"):
+        parse_settings(["cleanup.building_max_old_outline"])
