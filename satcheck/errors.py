@@ -29,6 +29,10 @@ class DateOrderError(SatcheckError, ValueError):
     """An earlier-date tile is dated after the later-date tile it pairs with (the dates look swapped)."""
 
 
+class TileNameError(SatcheckError, ValueError):
+    """Two later-date tiles share a name, under which their results are kept."""
+
+
 class BandMismatchError(SatcheckError, ValueError):
     """The two dates have different band counts, or no weights fit them."""
 

@@ -15,7 +15,7 @@ import numpy as np
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 
-from satcheck.errors import BandMismatchError, DateOrderError, NoOverlapError
+from satcheck.errors import BandMismatchError, DateOrderError, NoOverlapError, TileNameError
 from satcheck.tiles import TileInfo, band_order_warning
 from satcheck.windows import intersect
 
@@ -46,6 +46,7 @@ def earlier_tiles(pairs: Sequence[Pair]) -> list[TileInfo]:
 def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[Pair]:
     """Pair each later tile with the earlier tiles whose footprints overlap it."""
     _check_distinct(befores, afters)
+    _check_names(afters)
     pairs = []
     for a in afters:
         covered: list[TileInfo] = []
@@ -127,6 +128,17 @@ def _check_distinct(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> 
     where = both[0].path.parent if len(both) == len(afters) == len(befores) else both[0].path
     raise DateOrderError(f"{where}: given as both the earlier and the later date, so it would be compared with itself "
                          "and show no change; pass the earlier imagery as BEFORE and the later as AFTER")
+
+
+def _check_names(afters: Sequence[TileInfo]) -> None:
+    # A pair is named by its later tile (its folder of results in a batch, its patches' tile), so two of one
+    # name would overwrite or be taken for each other's results.
+    seen: dict[str, TileInfo] = {}
+    for a in afters:
+        other = seen.setdefault(a.path.stem, a)
+        if other is not a:
+            raise TileNameError(f"{a.path}: has the name of the later tile {other.path}, and a tile's results are kept "
+                                "under its name; rename one of them (e.g. add its folder to the name)")
 
 
 def _check_date_order(befores: Sequence[TileInfo], after: TileInfo) -> None:

@@ -35,6 +35,14 @@ from tests.fault_catalogue import (
 from tests.generate import ORIGIN, mosaic_pair, square_pair, textured, to_geographic, write
 
 
+def _same_name_after(tmp: Path, inp: Inputs) -> Path:
+    m = site_copy(tmp, inp, after=str(tmp / "after" / "**" / "*.tif"))
+    first = sorted((tmp / "after").glob("*.tif"))[0]
+    (tmp / "after" / "east").mkdir()
+    shutil.copy(first, tmp / "after" / "east" / first.name)
+    return m
+
+
 def _layer(tmp: Path, name: str, data: dict, geoms, suffix: str = ".gpkg") -> None:
     for old in (tmp / "rules").glob(f"{name}.*"):
         old.unlink()
@@ -379,6 +387,9 @@ CASES: list[Case] = [
     Case("manifest-same-folders", "before: and after: the same folder",
          lambda t, i, m: ["batch", site_copy(t, i, before="after")], says=("both the earlier and the later date",),
          names="after"),
+    Case("manifest-glob-same-name", "a glob that finds two later tiles of one name in two folders",
+         lambda t, i, m: ["batch", _same_name_after(t, i)], says=("has the name of the later tile", "rename one"),
+         names="east", check=nothing_written),
     Case("manifest-glob-nothing", "a glob that matches no tile",
          lambda t, i, m: ["batch", site_copy(t, i, before="before/*.jp2")], says=("matches no .tif",), names="*.jp2"),
     Case("manifest-rules-missing", "rules: a folder that is not there",
