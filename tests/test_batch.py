@@ -198,3 +198,21 @@ def test_batch_off_a_terminal_counts_each_tile_once_and_shows_every_stage(tmp_pa
     assert re.search(r"tiles\W+9 \(7 processed now, 0 already done, 2 failed\)", r.output), r.output
     s = json.loads((tmp_path / "out" / "batch.json").read_text())
     assert s["tiles"] == 9 and sorted(s["failed"]) == ["M_20261001_r0c0", "M_20261001_r2c2"]
+
+
+def test_an_unopened_file_with_a_later_tile_s_name_does_not_hide_that_tile(tmp_path):
+    """Files that fail to open are reported by name, or by path where the batch has another file of that name;
+    either way the later tiles of that name are done and merged as usual."""
+    mosaic_pair(tmp_path)
+    glob = str(tmp_path / "before" / "**" / "*.tif")
+    r = run(manifest(tmp_path, before=glob, out="clean"))
+    assert r.exit_code == 0, r.output
+    (tmp_path / "before" / "old").mkdir()
+    for after in sorted((tmp_path / "after").glob("*.tif")):
+        (tmp_path / "before" / "old" / after.name).write_bytes(b"II*\x00garbage" * 10)
+    r = run(manifest(tmp_path, before=glob, out="out"))
+    assert r.exit_code == 3, r.output
+    s = json.loads(r.output)
+    broken = sorted(str(p) for p in (tmp_path / "before" / "old").glob("*.tif"))
+    assert sorted(s["failed"]) == broken and s["processed"] == len(broken)
+    assert outputs(tmp_path / "out") == outputs(tmp_path / "clean") != []

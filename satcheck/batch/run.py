@@ -17,9 +17,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import signal
-import sys
-import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -34,6 +31,7 @@ from satcheck.atomic import atomic_path, remove_leftovers
 from satcheck.batch.manifest import Manifest, load_manifest, resolve_tiles
 from satcheck.batch.pipeline import RunResult, check_rules, finish, make_outdir, output_crs
 from satcheck.batch.tile import detect_pair, read_pieces, write_pieces
+from satcheck.batch.workers import JsonLog, dask_worker_threads, die_with_parent
 from satcheck.config import RunConfig
 from satcheck.errors import SatcheckError
 from satcheck.outfolder import begin, is_complete
@@ -131,7 +129,7 @@ def run_tile(task: TileTask) -> dict:
 
         cfg = RunConfig.model_validate_json(task.config_json)
         if cfg.detect.model.threads is None:
-            cfg = cfg.with_overrides(**{"detect.model.threads": _dask_worker_threads()})
+            cfg = cfg.with_overrides(**{"detect.model.threads": dask_worker_threads()})
         pair = Pair(open_tile(task.after, cfg.bands.after).first_bands(task.bands),
                     tuple(open_tile(b, cfg.bands.before).first_bands(task.bands) for b in task.befores),
                     Window(*task.window))
@@ -165,71 +163,24 @@ def run_tile(task: TileTask) -> dict:
         return {"name": task.name, "error": msg, "seconds": round(time.perf_counter() - t0, 3)}
 
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def die_with_parent(parent: int) -> None:
-    """In a worker process (the pool's initializer): end when the batch's main process ends, kill -9 too.
-
-    Left alone, a worker of a killed batch goes on with its tile and then waits for the next, holding its memory,
-    for as long as the machine runs. On Linux the kernel kills the worker when its parent goes
-    (``PR_SET_PDEATHSIG``); elsewhere, and should that not take, a thread checks every second that the parent
-    is still the one that started it.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # the parent died before the worker got here
-        os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent,), name="satcheck-watch-parent", daemon=True).start()
-
-
-def _watch_parent(parent: int, every_s: float = 1.0) -> None:
-    while True:
-        time.sleep(every_s)
-        if os.getppid() != parent:  # orphaned: adopted by init or a subreaper
-            os._exit(1)
-
-
-def _dask_worker_threads() -> int | None:
-    """On a Dask worker, use as many threads as the worker was given (one process per core stays one thread)."""
-    try:
-        from distributed import get_worker
-
-        return max(1, int(get_worker().state.nthreads))
-    except (ImportError, ValueError, AttributeError):
-        return None
-
-
-class JsonLog:
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.f = open(path, "a", encoding="utf-8")
-
-    def __call__(self, event: str, **data) -> None:
-        rec = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), "event": event} | data
-        self.f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        self.f.flush()
-
-    def close(self) -> None:
-        self.f.close()
-
-
-def _open_all(paths: list[Path], order: list[int] | None, failed: dict[str, str], log: JsonLog) -> list[TileInfo]:
+def _open_all(paths: list[Path], order: list[int] | None, unopened: dict[Path, str]) -> list[TileInfo]:
     out = []
     for p in paths:
         try:
             out.append(open_tile(p, order))
         except SatcheckError as exc:
-            failed[p.stem] = str(exc)
-            log("tile_failed", tile=p.stem, error=str(exc))
+            unopened[p] = str(exc)
     return out
+
+
+def _unopened_names(unopened: dict[Path, str], paths: list[Path]) -> dict[str, str]:
+    """Files that did not open, by their name without suffix (as tiles are named in a batch's report), or by
+    their path where another file of the batch has that name too (the same name in both dates' folders, or in two
+    folders of one date), so that no failure hides another or a done tile of that name."""
+    stems: dict[str, int] = {}
+    for p in paths:
+        stems[p.stem] = stems.get(p.stem, 0) + 1
+    return {(p.stem if stems[p.stem] == 1 else str(p)): why for p, why in unopened.items()}
 
 
 def run_batch(manifest_path: str | Path, workers: int | None = None, scheduler: str | None = None,
@@ -256,9 +207,13 @@ def run_batch(manifest_path: str | Path, workers: int | None = None, scheduler: 
 
 def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler: str | None, force: bool,
          progress: Progress | None, on_tile: TileProgress | None, log: JsonLog, t0: float) -> BatchResult:
-    failed: dict[str, str] = {}
-    befores = _open_all(resolve_tiles(m.before), cfg.bands.before, failed, log)
-    afters = _open_all(resolve_tiles(m.after), cfg.bands.after, failed, log)
+    unopened: dict[Path, str] = {}
+    before_paths, after_paths = resolve_tiles(m.before), resolve_tiles(m.after)
+    befores = _open_all(before_paths, cfg.bands.before, unopened)
+    afters = _open_all(after_paths, cfg.bands.after, unopened)
+    failed = _unopened_names(unopened, before_paths + after_paths)
+    for name, why in failed.items():
+        log("tile_failed", tile=name, error=why)
     pairs = pair_tiles(befores, afters)
     check_rules(m.rules, pairs, cfg)  # before hours of detection, not after
     n_workers = 1 if scheduler else max(1, workers or os.cpu_count() or 1)
@@ -310,9 +265,11 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
     for name, why in list(failed.items()):
         n_failed += 1
         settled(name, why)
+    failed_tasks: set[str] = set()  # pairs whose detection failed; a file that did not open may share a pair's name
     for info in _execute(todo, n_workers, scheduler):
         if "error" in info:
             failed[info["name"]] = info["error"]
+            failed_tasks.add(info["name"])
             n_failed += 1
             log("tile_failed", tile=info["name"], error=info["error"])
         else:
@@ -321,7 +278,7 @@ def _run(m: Manifest, cfg: RunConfig, out: Path, workers: int | None, scheduler:
             log("tile_done", tile=info["name"], pixels=info["pixels"], pieces=info["pieces"], seconds=info["seconds"])
         settled(info["name"], info.get("error"))
     report(progress, "tiles", total, total)
-    ok_pairs = [p for p in pairs if p.name not in failed and is_done(_task_of(tasks, p.name))]
+    ok_pairs = [p for p in pairs if p.name not in failed_tasks and is_done(_task_of(tasks, p.name))]
     if not ok_pairs:
         log("batch_end", state="failed", failed=failed)
         return BatchResult(m, n_tiles, done_now, len(tasks) - len(todo), failed, None,
