@@ -30,7 +30,7 @@ class DateOrderError(SatcheckError, ValueError):
 
 
 class TileNameError(SatcheckError, ValueError):
-    """Two later-date tiles share a name, under which their results are kept."""
+    """Two later-date tiles share a name (and their folders theirs), under which their results are kept."""
 
 
 class BandMismatchError(SatcheckError, ValueError):

@@ -28,10 +28,12 @@ class Pair:
     befores: tuple[TileInfo, ...]
     window: Window  # the part of the later tile's grid covered by both dates
     note: str | None = None  # for the user: how the pair is read where its tiles differ (band counts)
+    label: str | None = None  # the name, where the later tile's file name is not unique (see pair_names)
 
     @property
     def name(self) -> str:
-        return self.after.path.stem
+        """What the pair's results are kept and reported under: its later tile's file name without suffix."""
+        return self.label or self.after.path.stem
 
     @property
     def pixels(self) -> int:
@@ -46,7 +48,7 @@ def earlier_tiles(pairs: Sequence[Pair]) -> list[TileInfo]:
 def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[Pair]:
     """Pair each later tile with the earlier tiles whose footprints overlap it."""
     _check_distinct(befores, afters)
-    _check_names(afters)
+    labels = pair_names(afters)
     pairs = []
     for a in afters:
         covered: list[TileInfo] = []
@@ -59,7 +61,7 @@ def pair_tiles(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> list[
             win = part if win is None else _union(win, part)
         if covered and win is not None:
             _check_date_order(covered, a)
-            pairs.append(_common_bands(Pair(a, tuple(covered), win)))
+            pairs.append(_common_bands(Pair(a, tuple(covered), win, label=labels.get(a.path))))
     if not pairs:
         raise NoOverlapError(
             f"{befores[0].path.parent if befores else '?'} and {afters[0].path.parent if afters else '?'}: "
@@ -101,7 +103,7 @@ def _common_bands(pair: Pair) -> Pair:
     shared = ", ".join(("red", "green", "blue", "NIR")[:n]) if n <= 4 else f"bands 1-{n}"
     note = (f"{odd.path.name} has {odd.count} bands, {a.path.name} {a.count}: compared on the first {n} ({shared}); "
             f"the other bands of {left} are not used")
-    return Pair(a.first_bands(n), tuple(b.first_bands(n) for b in pair.befores), pair.window, note)
+    return Pair(a.first_bands(n), tuple(b.first_bands(n) for b in pair.befores), pair.window, note, pair.label)
 
 
 def footprint(b: TileInfo, a: TileInfo) -> Window | None:
@@ -130,15 +132,23 @@ def _check_distinct(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> 
                          "and show no change; pass the earlier imagery as BEFORE and the later as AFTER")
 
 
-def _check_names(afters: Sequence[TileInfo]) -> None:
-    # A pair is named by its later tile (its folder of results in a batch, its patches' tile), so two of one
-    # name would overwrite or be taken for each other's results.
+def pair_names(afters: Sequence[TileInfo]) -> dict:
+    """Names for later tiles whose file name another later tile has too (a glob over two folders, a STAC collection
+    whose items all call their image ``visual.tif``): the folder's name and the file's, ``S2A_0412_visual``.
+
+    A pair's results are kept under its name, so two of one name would overwrite each other; where even the folders
+    share their names, the tiles are refused."""
+    stems: dict[str, list[TileInfo]] = {}
+    for a in afters:
+        stems.setdefault(a.path.stem, []).append(a)
+    labels = {a.path: f"{a.path.parent.name}_{a.path.stem}" for same in stems.values() if len(same) > 1 for a in same}
     seen: dict[str, TileInfo] = {}
     for a in afters:
-        other = seen.setdefault(a.path.stem, a)
+        other = seen.setdefault(labels.get(a.path, a.path.stem), a)
         if other is not a:
-            raise TileNameError(f"{a.path}: has the name of the later tile {other.path}, and a tile's results are kept "
-                                "under its name; rename one of them (e.g. add its folder to the name)")
+            raise TileNameError(f"{a.path}: has the name of the later tile {other.path} (with its folder's name too), "
+                                "and a tile's results are kept under its name; rename one of them")
+    return labels
 
 
 def _check_date_order(befores: Sequence[TileInfo], after: TileInfo) -> None:

@@ -36,10 +36,12 @@ from tests.generate import ORIGIN, mosaic_pair, square_pair, textured, to_geogra
 
 
 def _same_name_after(tmp: Path, inp: Inputs) -> Path:
+    """Two later tiles of one name in two folders of one name: no name to keep them apart by."""
     m = site_copy(tmp, inp, after=str(tmp / "after" / "**" / "*.tif"))
     first = sorted((tmp / "after").glob("*.tif"))[0]
-    (tmp / "after" / "east").mkdir()
-    shutil.copy(first, tmp / "after" / "east" / first.name)
+    for side in ("a", "b"):
+        (tmp / "after" / side / "east").mkdir(parents=True)
+        shutil.copy(first, tmp / "after" / side / "east" / first.name)
     return m
 
 
@@ -387,7 +389,7 @@ CASES: list[Case] = [
     Case("manifest-same-folders", "before: and after: the same folder",
          lambda t, i, m: ["batch", site_copy(t, i, before="after")], says=("both the earlier and the later date",),
          names="after"),
-    Case("manifest-glob-same-name", "a glob that finds two later tiles of one name in two folders",
+    Case("manifest-glob-same-name", "a glob that finds two later tiles of one name in two folders of one name",
          lambda t, i, m: ["batch", _same_name_after(t, i)], says=("has the name of the later tile", "rename one"),
          names="east", check=nothing_written),
     Case("manifest-glob-nothing", "a glob that matches no tile",

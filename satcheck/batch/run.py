@@ -132,7 +132,7 @@ def run_tile(task: TileTask) -> dict:
             cfg = cfg.with_overrides(**{"detect.model.threads": dask_worker_threads()})
         pair = Pair(open_tile(task.after, cfg.bands.after).first_bands(task.bands),
                     tuple(open_tile(b, cfg.bands.before).first_bands(task.bands) for b in task.befores),
-                    Window(*task.window))
+                    Window(*task.window), label=task.name)
         key = f"{task.config_json}|{pair.after.count}"
         if key not in _DETECTORS:  # building the model (and its ONNX session) once per process
             _DETECTORS[key] = get_detector(cfg.detect, pair.after.count)
