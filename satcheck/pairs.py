@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -32,7 +33,8 @@ class Pair:
 
     @property
     def name(self) -> str:
-        """What the pair's results are kept and reported under: its later tile's file name without suffix."""
+        """What the pair's results are kept and reported under: its later tile's file name without suffix (after
+        its folder's name where another later tile has that file name too)."""
         return self.label or self.after.path.stem
 
     @property
@@ -132,7 +134,7 @@ def _check_distinct(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> 
                          "and show no change; pass the earlier imagery as BEFORE and the later as AFTER")
 
 
-def pair_names(afters: Sequence[TileInfo]) -> dict:
+def pair_names(afters: Sequence[TileInfo]) -> dict[Path, str]:
     """Names for later tiles whose file name another later tile has too (a glob over two folders, a STAC collection
     whose items all call their image ``visual.tif``): the folder's name and the file's, ``S2A_0412_visual``.
 
