@@ -26,6 +26,7 @@ import numpy as np
 import rasterio
 from rasterio.features import shapes
 from rasterio.transform import from_origin
+from real_eval import LEVIR_VAL  # beside this script: the validation scenes of the protocol
 from shapely.geometry import shape
 
 from satcheck.batch.pipeline import detect_changes
@@ -34,8 +35,6 @@ from satcheck.datasets import load_dataset
 from satcheck.scoring import score_objects
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_eval import LEVIR_VAL  # noqa: E402
 
 SETS = [("LEVIR-CD scenes (0.5 m)", "levir_cd_scenes", LEVIR_VAL, 0.5),
         ("DSIFN (2 m)", "dsifn_samples", ["3_4", "4_4"], 2.0)]
