@@ -134,16 +134,21 @@ def _check_distinct(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> 
                          "and show no change; pass the earlier imagery as BEFORE and the later as AFTER")
 
 
+def distinct_names(tiles: Sequence[TileInfo]) -> dict[Path, str]:
+    """The tiles whose file name (without suffix) another of ``tiles`` has too, by their folder's name and theirs."""
+    stems: dict[str, list[TileInfo]] = {}
+    for t in tiles:
+        stems.setdefault(t.path.stem, []).append(t)
+    return {t.path: f"{t.path.parent.name}_{t.path.stem}" for same in stems.values() if len(same) > 1 for t in same}
+
+
 def pair_names(afters: Sequence[TileInfo]) -> dict[Path, str]:
     """Names for later tiles whose file name another later tile has too (a glob over two folders, a STAC collection
     whose items all call their image ``visual.tif``): the folder's name and the file's, ``S2A_0412_visual``.
 
     A pair's results are kept under its name, so two of one name would overwrite each other; where even the folders
     share their names, the tiles are refused."""
-    stems: dict[str, list[TileInfo]] = {}
-    for a in afters:
-        stems.setdefault(a.path.stem, []).append(a)
-    labels = {a.path: f"{a.path.parent.name}_{a.path.stem}" for same in stems.values() if len(same) > 1 for a in same}
+    labels = distinct_names(afters)
     seen: dict[str, TileInfo] = {}
     for a in afters:
         other = seen.setdefault(labels.get(a.path, a.path.stem), a)

@@ -221,15 +221,21 @@ def test_an_unopened_file_with_a_later_tile_s_name_does_not_hide_that_tile(tmp_p
 def test_later_tiles_of_one_name_in_two_folders_are_kept_apart(tmp_path):
     """A STAC collection or a glob over two folders may give later tiles one file name; each pair is named by its
     folder too, so both are done and merged as if they had their own names."""
-    mosaic_pair(tmp_path)
-    r = run(manifest(tmp_path, out="clean"))
+    _, _, bounds = mosaic_pair(tmp_path)
+    (tmp_path / "rules").mkdir()
+    gpd.GeoDataFrame({"DLBM": ["0101"]}, geometry=[box(*bounds).buffer(20)], crs="EPSG:4547").to_file(
+        tmp_path / "rules" / "farmland.gpkg")
+    r = run(manifest(tmp_path, out="clean", rules="rules"))
     assert r.exit_code == 0, r.output
     tiles = sorted((tmp_path / "after").glob("*.tif"))
     for i, tile in enumerate(tiles):  # item0/T.tif, item1/T.tif, ...: every later tile named alike
         (tmp_path / "items" / f"item{i}").mkdir(parents=True)
         tile.rename(tmp_path / "items" / f"item{i}" / "M_20261001_visual.tif")
-    r = run(manifest(tmp_path, after=str(tmp_path / "items" / "**" / "*.tif"), out="out"))
+    r = run(manifest(tmp_path, after=str(tmp_path / "items" / "**" / "*.tif"), out="out", rules="rules"))
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "out" / "tiles").iterdir()) == [
         f"item{i}_M_20261001_visual" for i in range(len(tiles))]
     assert outputs(tmp_path / "out") == outputs(tmp_path / "clean") != []
+    # Each patch names the later tiles it lies on by folder too, so a field team can tell them apart.
+    listed = {n for cell in gpd.read_file(tmp_path / "out" / "patches.gpkg")["after_tiles"] for n in cell.split(";")}
+    assert listed and listed <= {f"item{i}_M_20261001_visual.tif" for i in range(len(tiles))}

@@ -16,7 +16,7 @@ from satcheck.config import M2_PER_MU, RunConfig
 from satcheck.errors import OutputError
 from satcheck.export import write_all, write_gpkg
 from satcheck.geometry import box_in
-from satcheck.pairs import Pair, earlier_tiles
+from satcheck.pairs import Pair, distinct_names, earlier_tiles
 from satcheck.patch_ids import Issued, read_registry, write_registry
 from satcheck.patches import PatchContext, make_patches, outside_admin
 from satcheck.progress import Progress, report
@@ -45,12 +45,17 @@ def patch_context(pairs: list[Pair], crs=None) -> PatchContext:
     afters = [p.after for p in pairs]
     b_dates = [b.date for b in befores if b.date]
     a_dates = [a.date for a in afters if a.date]
+    # Tiles listed by file name, and by their folder's too where two share a file name (a STAC collection's
+    # visual.tif), so that a field team can tell which image a patch was seen on.
+    names = {t.path: t.path.name for t in (*befores, *afters)}
+    for tiles in (befores, afters):
+        names |= {path: f"{label}{path.suffix}" for path, label in distinct_names(tiles).items()}
     prints = () if crs is None else tuple(
-        [("before", b.path.name, footprint(b, crs)) for b in befores]
-        + [("after", a.path.name, footprint(a, crs)) for a in afters])
+        [("before", names[b.path], footprint(b, crs)) for b in befores]
+        + [("after", names[a.path], footprint(a, crs)) for a in afters])
     return PatchContext(max(b_dates) if b_dates else None, max(a_dates) if a_dates else None,
-                        tuple(b.path.name for b in befores), tuple(a.path.name for a in afters), afters[0].pixel_m,
-                        prints)
+                        tuple(names[b.path] for b in befores), tuple(names[a.path] for a in afters),
+                        afters[0].pixel_m, prints)
 
 
 def issued_ids(out: Path, ledger: str | Path | None, period: str, crs, cfg: RunConfig) -> list[Issued]:
