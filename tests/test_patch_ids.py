@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from satcheck.cli import app
+from satcheck.review.frames import review_frame
 from satcheck.review.ledger import Ledger
 from tests.enforcement_data import config, jurisdiction, manifest, place
 from tests.generate import square_pair
@@ -31,7 +32,7 @@ def patches(folder: Path) -> gpd.GeoDataFrame:
 
 def ledger_rows(folder: Path) -> gpd.GeoDataFrame:
     with Ledger(folder / "ledger.sqlite") as lg:
-        return lg.geodataframe(period="2026-10")
+        return review_frame(lg, period="2026-10")
 
 
 def same(a, b) -> bool:

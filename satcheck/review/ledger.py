@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-import geopandas as gpd
 import numpy as np
 import shapely
 from pyproj import Transformer
@@ -297,19 +296,6 @@ class Ledger:
     def history(self, patch_id: str) -> list[Event]:
         rows = self.db.execute("SELECT * FROM events WHERE patch_id=? ORDER BY id", (patch_id,)).fetchall()
         return [Event(**dict(r)) for r in rows]
-
-    def geodataframe(self, **filters) -> gpd.GeoDataFrame:
-        rows = self.patches(**filters)
-        stored = {r[0]: (r[1], r[2]) for r in self.db.execute("SELECT patch_id, geom, attrs FROM patches")}
-        geoms, attrs = [], []
-        for r in rows:
-            geom, attr = stored[r["patch_id"]]
-            geoms.append(wkb.loads(geom))
-            a = json.loads(attr)
-            a.update({"status": r["state"], "prev_patch_id": r["prev_patch_id"], "decided_by": r["reviewer"],
-                      "decided_at": r["at"], "reason": r["reason"]})
-            attrs.append(a)
-        return gpd.GeoDataFrame(attrs, geometry=geoms, crs=self.crs)
 
     # ------------------------------------------------------------------ decisions
     def decide(self, patch_id: str, to: str, reviewer: str, reason: str | None = None, note: str | None = None,

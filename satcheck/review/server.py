@@ -36,6 +36,7 @@ from satcheck import __version__
 from satcheck.config import ReviewConfig, RulesConfig
 from satcheck.errors import SatcheckError
 from satcheck.review.filters import FilterError, check_admin, check_class, check_period, check_state
+from satcheck.review.frames import review_frame
 from satcheck.review.ledger import Ledger, LedgerBusyError, LedgerError
 from satcheck.review.paths import chips as chip_paths
 from satcheck.review.states import DECISIONS, FIELD_RESULTS, ConflictError, TransitionError
@@ -148,7 +149,7 @@ def create_app(ledger_path: str | Path, config: ReviewConfig = ReviewConfig(), t
 
     def geojson(request: Request) -> Response:
         with open_ledger() as lg:
-            gdf = lg.geodataframe()
+            gdf = review_frame(lg)
         if len(gdf):
             gdf = gdf.to_crs("EPSG:4326")[["patch_id", "class", "status", "area_m2", "geometry"]]
         return Response(gdf.to_json() if len(gdf) else '{"type":"FeatureCollection","features":[]}',
