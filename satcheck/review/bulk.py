@@ -20,7 +20,7 @@ def apply_csv(ledger: Ledger, csv_path: str | Path, reviewer: str) -> list[Event
     path = Path(csv_path)
     rows = read_rows(path)  # UTF-8, UTF-8 with BOM or GB18030; else a one-line error
     plan = []
-    with ledger._tx() as db:
+    with ledger.transaction() as db:
         histories: dict[str, list[Event]] = {}  # of each patch in the CSV, with the rows planned so far
         for i, r in enumerate(rows, start=2):
             pid = (r.get("patch_id") or "").strip()

@@ -62,7 +62,7 @@ def import_patches(ledger: Ledger, path: str | Path, reviewer: str = "import") -
     crs = ledger.crs
     if crs is None:
         crs = gdf.crs.to_string() if gdf.crs else "EPSG:4547"
-        with ledger._tx() as db:
+        with ledger.transaction() as db:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('crs', ?)", (crs,))
         crs = ledger.crs  # another import may have set it first
     if len(gdf) and gdf.crs is not None and gdf.crs.to_string() != crs:
@@ -94,7 +94,7 @@ def import_patches(ledger: Ledger, path: str | Path, reviewer: str = "import") -
         # Outside the lock: what each new patch links to, its record.
         planned = [_plan(r, source, chip_files, earlier, ledger.config) for r in records[start:start + IMPORT_CHUNK]]
         last = start + len(chunk) >= len(gdf)
-        with ledger._tx() as db:
+        with ledger.transaction() as db:
             if db.execute("SELECT COUNT(*) FROM patches").fetchone()[0] != known and len(chunk):
                 # Another import wrote meanwhile: check this chunk again against what is there now.
                 check_places(db, ledger.path, ledger.config, path, chunk, ids)

@@ -117,9 +117,10 @@ class Ledger:
 
     # ------------------------------------------------------------------ plumbing
     @contextlib.contextmanager
-    def _tx(self, convert: bool = True) -> Iterator[sqlite3.Connection]:
+    def transaction(self, convert: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it or nothing; SQLite errors become one-line :class:`LedgerError`
-        (``convert``; a busy ledger always does)."""
+        (``convert``; a busy ledger always does). For the review modules that write several rows at once (import,
+        bulk decisions, undo, chip paths)."""
         try:
             self._begin()
         except sqlite3.Error as exc:
@@ -220,7 +221,7 @@ class Ledger:
             raise LedgerError(f"{self.path}: ledger schema {version} is newer than this satcheck ({SCHEMA_VERSION}); "
                               "upgrade satcheck")
         for v in range(version + 1, SCHEMA_VERSION + 1):
-            with self._tx(convert=False) as db:  # a failure here: not a ledger (the caller says so)
+            with self.transaction(convert=False) as db:  # a failure here: not a ledger (the caller says so)
                 schema.upgrade(db, v)
 
     def close(self) -> None:
@@ -303,7 +304,7 @@ class Ledger:
         """Append a decision; ``expected`` is the state the reviewer saw (conflict if it moved on)."""
         if not reviewer:
             raise TransitionError(f"{patch_id}: a decision needs a reviewer name (--by)")
-        with self._tx() as db:
+        with self.transaction() as db:
             return self._decide(db, patch_id, to, reviewer, reason, note, expected)
 
     def decide_many(self, patch_ids: list[str], to: str, reviewer: str, reason: str | None = None,
@@ -313,7 +314,7 @@ class Ledger:
         if not reviewer:
             raise TransitionError("a decision needs a reviewer name (--by)")
         ids = list(dict.fromkeys(patch_ids))
-        with self._tx() as db:
+        with self.transaction() as db:
             events = []
             for pid in ids:
                 try:

@@ -79,7 +79,7 @@ def chips(lg: Ledger, patch_id: str) -> dict[str, Chip]:
 def make_portable(lg: Ledger) -> int:
     """Rewrite absolute paths of files that exist as paths relative to the ledger's folder; returns how many rows."""
     n = 0
-    with lg._tx() as db:
+    with lg.transaction() as db:
         rows = db.execute("SELECT patch_id, chip_before, chip_after, source FROM patches").fetchall()
         for pid, *vals in rows:
             new = [_portable(v, lg.path, i == 2) for i, v in enumerate(vals)]

@@ -48,7 +48,7 @@ def reopen(lg: Ledger, patch_id: str, reviewer: str, note: str | None = None,
     """
     if not reviewer:
         raise TransitionError(f"{patch_id}: an undo needs a reviewer name (--by)")
-    with lg._tx() as db:
+    with lg.transaction() as db:
         return _reopen(lg, db, patch_id, reviewer, note, expected)
 
 
@@ -58,7 +58,7 @@ def reopen_many(lg: Ledger, patch_ids: list[str], reviewer: str, note: str | Non
     if not reviewer:
         raise TransitionError("an undo needs a reviewer name (--by)")
     ids = list(dict.fromkeys(patch_ids))
-    with lg._tx() as db:
+    with lg.transaction() as db:
         done = []
         for pid in ids:
             try:
