@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from rasterio.warp import transform_bounds
@@ -134,12 +134,19 @@ def _check_distinct(befores: Sequence[TileInfo], afters: Sequence[TileInfo]) -> 
                          "and show no change; pass the earlier imagery as BEFORE and the later as AFTER")
 
 
+def shared_stems(paths: Iterable[Path]) -> set[str]:
+    """File names (without suffix) that more than one of ``paths`` has."""
+    seen: set[str] = set()
+    shared: set[str] = set()
+    for p in paths:
+        (shared if p.stem in seen else seen).add(p.stem)
+    return shared
+
+
 def distinct_names(tiles: Sequence[TileInfo]) -> dict[Path, str]:
     """The tiles whose file name (without suffix) another of ``tiles`` has too, by their folder's name and theirs."""
-    stems: dict[str, list[TileInfo]] = {}
-    for t in tiles:
-        stems.setdefault(t.path.stem, []).append(t)
-    return {t.path: f"{t.path.parent.name}_{t.path.stem}" for same in stems.values() if len(same) > 1 for t in same}
+    shared = shared_stems(t.path for t in tiles)
+    return {t.path: f"{t.path.parent.name}_{t.path.stem}" for t in tiles if t.path.stem in shared}
 
 
 def pair_names(afters: Sequence[TileInfo]) -> dict[Path, str]:

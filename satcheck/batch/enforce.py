@@ -45,11 +45,12 @@ def patch_context(pairs: list[Pair], crs=None) -> PatchContext:
     afters = [p.after for p in pairs]
     b_dates = [b.date for b in befores if b.date]
     a_dates = [a.date for a in afters if a.date]
-    # Tiles listed by file name, and by their folder's too where two share a file name (a STAC collection's
-    # visual.tif), so that a field team can tell which image a patch was seen on.
-    names = {t.path: t.path.name for t in (*befores, *afters)}
-    for tiles in (befores, afters):
-        names |= {path: f"{label}{path.suffix}" for path, label in distinct_names(tiles).items()}
+    # Tiles listed by file name, and by their folder's too where two of a date share a file name (a STAC
+    # collection's visual.tif), so that a field team can tell which image a patch was seen on. A later tile's is
+    # its pair's name.
+    names = {b.path: b.path.name for b in befores} | {path: f"{label}{path.suffix}"
+                                                       for path, label in distinct_names(befores).items()}
+    names |= {p.after.path: f"{p.name}{p.after.path.suffix}" for p in pairs}
     prints = () if crs is None else tuple(
         [("before", names[b.path], footprint(b, crs)) for b in befores]
         + [("after", names[a.path], footprint(a, crs)) for a in afters])

@@ -35,7 +35,7 @@ from satcheck.batch.workers import JsonLog, dask_worker_threads, die_with_parent
 from satcheck.config import RunConfig
 from satcheck.errors import SatcheckError
 from satcheck.outfolder import begin, is_complete
-from satcheck.pairs import Pair, pair_tiles, pair_warnings
+from satcheck.pairs import Pair, pair_tiles, pair_warnings, shared_stems
 from satcheck.progress import Progress, report
 from satcheck.provider_masks import provider_files
 from satcheck.tiles import TileInfo, open_tile
@@ -177,10 +177,8 @@ def _unopened_names(unopened: dict[Path, str], paths: list[Path]) -> dict[str, s
     """Files that did not open, by their name without suffix (as tiles are named in a batch's report), or by
     their path where another file of the batch has that name too (the same name in both dates' folders, or in two
     folders of one date), so that no failure hides another or a done tile of that name."""
-    stems: dict[str, int] = {}
-    for p in paths:
-        stems[p.stem] = stems.get(p.stem, 0) + 1
-    return {(p.stem if stems[p.stem] == 1 else str(p)): why for p, why in unopened.items()}
+    shared = shared_stems(paths)
+    return {(str(p) if p.stem in shared else p.stem): why for p, why in unopened.items()}
 
 
 def run_batch(manifest_path: str | Path, workers: int | None = None, scheduler: str | None = None,
